@@ -1,0 +1,52 @@
+"""Typed errors of the storewatch agent.
+
+Hierarchy::
+
+    StorewatchError                 base of every error the agent raises on purpose
+    ├── ConfigError                 bad config: one line naming file:line, field and problem (exit 2)
+    ├── StateError                  the state directory cannot be read or written
+    └── SinkError                   a ticket tracker refused or failed a delivery
+        ├── RetryableSinkError      5xx, 429, timeouts, network: the outbox retries later
+        └── PermanentSinkError      4xx, bad auth or config: retrying cannot help
+
+A storefront's fault is never an exception: probes turn it into a Finding.
+"""
+
+from __future__ import annotations
+
+
+class StorewatchError(Exception):
+    """Base class of every error the agent raises on purpose."""
+
+
+class ConfigError(StorewatchError):
+    """Invalid configuration; ``str()`` is one line that names where the problem is."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        self.problem = message
+        where = ""
+        if file is not None:
+            where = f"{file}:{line}: " if line is not None else f"{file}: "
+        if field:
+            where += f"{field}: "
+        super().__init__(f"{where}{message}")
+
+
+class StateError(StorewatchError):
+    """The state directory or database cannot be used."""
+
+
+class SinkError(StorewatchError):
+    """A ticket sink failed to deliver."""
+
+
+class RetryableSinkError(SinkError):
+    """A delivery failure that may succeed later (5xx, 429, timeout, network)."""
+
+
+class PermanentSinkError(SinkError):
+    """A delivery failure that retrying cannot fix (4xx, auth, config)."""
