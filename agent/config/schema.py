@@ -1,0 +1,257 @@
+"""Typed, strict config models. Validation never does I/O; unknown keys are errors.
+
+The loader (agent/config/loader.py) maps every validation error to ``file:line: field: problem``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+
+from agent import __version__
+from agent.config.durations import Duration, format_duration
+from classifier import FindingKind, Level, Plan
+
+DEFAULT_CONFIG_PATH = "/etc/storewatch/config.yaml"
+DEFAULT_LISTEN = "127.0.0.1:9478"
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+"""Site and check names: lower-case slug, also used as metric label values."""
+
+
+class StrictModel(BaseModel):
+    """Frozen model that rejects unknown keys (a typo must never silently disable a check)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"'{value}' is not HOST:PORT (e.g. 127.0.0.1:9478)")
+    return value
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``'127.0.0.1:9478'`` → ``('127.0.0.1', 9478)``; ``'[::1]:9478'`` → ``('::1', 9478)``."""
+    host, _, port = _check_listen(value).rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class AgentSettings(StrictModel):
+    """Settings of the agent process itself."""
+
+    listen: str = DEFAULT_LISTEN
+    state_dir: Path = Path("/var/lib/storewatch")
+    concurrency: int = Field(default=50, ge=1, le=10_000)
+    user_agent: str = f"storewatch/{__version__} (synthetic monitoring; no orders placed)"
+    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
+    """Random start offset of each run, as a share of its interval."""
+
+    _listen = field_validator("listen")(_check_listen)
+
+
+class Defaults(StrictModel):
+    """Values a site or check inherits when it does not set its own."""
+
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+
+
+class TLSSettings(StrictModel):
+    """How a site's certificates are verified and when expiry becomes a finding."""
+
+    verify: bool = True
+    ca_file: Path | None = None
+    warn_days: float = Field(default=21.0, ge=0)
+
+
+class AvailabilityCheck(StrictModel):
+    """One request per run: status, latency, content and certificate of one page."""
+
+    type: Literal["availability"] = "availability"
+    name: Name
+    path: str = "/"
+    role: Literal["home", "page"] = "home"
+    """``home``: failure means the site is down (L1); ``page``: part of the site is down (L2)."""
+    method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    latency_threshold: Duration | None = None
+    body_contains: list[str] = Field(default_factory=list)
+    body_not_contains: list[str] = Field(default_factory=list)
+    body_matches: list[str] = Field(default_factory=list)
+    body_not_matches: list[str] = Field(default_factory=list)
+    selector: str | None = None
+    max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_role(cls, data: object) -> object:
+        if isinstance(data, dict) and "role" not in data:
+            path = data.get("path", "/")
+            data = {**data, "role": "home" if path in ("/", "") else "page"}
+        return data
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith("//"):
+            raise ValueError(f"'{value}' must be a path on the site, starting with '/'")
+        return value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _status_codes(cls, value: list[int]) -> list[int]:
+        for code in value:
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code} is not an HTTP status code")
+        return value
+
+    @field_validator("body_matches", "body_not_matches")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return value
+
+    @field_validator("selector")
+    @classmethod
+    def _selector(cls, value: str | None) -> str | None:
+        if value is not None:
+            from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+            try:
+                HTMLParser("<html></html>").css_first(value)
+            except Exception as exc:  # selectolax raises a bare ValueError/SelectolaxError
+                raise ValueError(f"invalid CSS selector {value!r}: {exc}") from None
+        return value
+
+
+CheckSpec = AvailabilityCheck
+"""Every check type; becomes a discriminated union on ``type`` as check types are added."""
+
+
+class Site(StrictModel):
+    """A storefront to watch."""
+
+    name: Name
+    base_url: str
+    platform: Literal["generic", "magento2", "woocommerce", "shopify"] = "generic"
+    plan: Plan = Plan.ON_DEMAND
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    levels: dict[FindingKind, Level] = Field(default_factory=dict)
+    """Per-site level overrides by finding kind, e.g. ``{slow_response: 2}``."""
+    checks: list[CheckSpec] = Field(min_length=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("credentials in base_url are not allowed; use headers with ${VAR}")
+        return value.rstrip("/")
+
+    @field_validator("levels")
+    @classmethod
+    def _no_agent_offline(cls, value: dict[FindingKind, Level]) -> dict[FindingKind, Level]:
+        if FindingKind.AGENT_OFFLINE in value:
+            raise ValueError("agent_offline has no level: it is about the agent, not the client")
+        return value
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_names(cls, value: list[CheckSpec]) -> list[CheckSpec]:
+        _require_unique([c.name for c in value], "check")
+        return value
+
+
+class ClassifierSettings(StrictModel):
+    """Agency-wide level overrides by finding kind (sites can override again)."""
+
+    levels: dict[FindingKind, Level] = Field(default_factory=dict)
+
+    @field_validator("levels")
+    @classmethod
+    def _no_agent_offline(cls, value: dict[FindingKind, Level]) -> dict[FindingKind, Level]:
+        return Site._no_agent_offline(value)
+
+
+class Config(StrictModel):
+    """The whole config file."""
+
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    defaults: Defaults = Field(default_factory=Defaults)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    sites: list[Site] = Field(min_length=1)
+
+    @field_validator("sites")
+    @classmethod
+    def _unique_site_names(cls, value: list[Site]) -> list[Site]:
+        _require_unique([s.name for s in value], "site")
+        return value
+
+    @model_validator(mode="after")
+    def _timeouts_fit_intervals(self) -> Config:
+        for i, site in enumerate(self.sites):
+            for j, check in enumerate(site.checks):
+                planned = plan_check(self, site, check)
+                if planned.timeout >= planned.interval:
+                    raise ValueError(
+                        f"sites[{i}].checks[{j}]: timeout {format_duration(planned.timeout)} "
+                        f"must be shorter than interval {format_duration(planned.interval)}"
+                    )
+        return self
+
+    def planned_checks(self) -> list[PlannedCheck]:
+        """Every (site, check) with its effective interval and timeout."""
+        return [plan_check(self, site, check) for site in self.sites for check in site.checks]
+
+    def site(self, name: str) -> Site | None:
+        """The site called ``name``, if any."""
+        return next((s for s in self.sites if s.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedCheck:
+    """A check of a site with the interval and timeout it runs with."""
+
+    site: Site
+    check: CheckSpec
+    interval: float
+    timeout: float
+
+    @property
+    def key(self) -> str:
+        """``site/check``: unique within a config."""
+        return f"{self.site.name}/{self.check.name}"
+
+
+def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
+    """Resolve a check's interval and timeout: check, then site, then defaults."""
+    interval = check.interval or site.interval or config.defaults.interval
+    timeout = check.timeout or site.timeout or config.defaults.timeout
+    return PlannedCheck(site, check, interval, timeout)
+
+
+def _require_unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} name '{name}'")
+        seen.add(name)

@@ -1,0 +1,1 @@
+"""Prometheus metrics: one catalog of names, collectors, and the /metrics server."""

@@ -1,0 +1,97 @@
+"""Metric state of the agent: a custom collector over the latest results, plus counters.
+
+Gauges about "the last run" are rendered fresh from ``LatestResults`` on each scrape, so a check
+removed by a reload leaves no stale series. Counters and the lateness histogram are ordinary
+prometheus-client objects on the same private registry.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent import __version__
+from agent.metrics import catalog as c
+from agent.pipeline import LatestResults, Observation
+from classifier import Level
+
+
+def _gauge(metric: c.MetricDef) -> GaugeMetricFamily:
+    return GaugeMetricFamily(metric.name, metric.help, labels=list(metric.labels))
+
+
+class ProbeCollector(Collector):
+    """Renders the latest observation of every check at scrape time."""
+
+    def __init__(self, latest: Callable[[], list[Observation]]) -> None:
+        self._latest = latest
+
+    def collect(self) -> Iterator[Metric]:
+        """Fresh metric families from the latest observations."""
+        success, duration, steps = _gauge(c.PROBE_SUCCESS), _gauge(c.PROBE_DURATION), _gauge(
+            c.PROBE_STEP_DURATION)
+        status, last_run, tls = _gauge(c.PROBE_HTTP_STATUS), _gauge(c.PROBE_LAST_RUN), _gauge(
+            c.TLS_EXPIRY)
+        findings = _gauge(c.PROBE_FINDINGS)
+        for obs in self._latest():
+            r = obs.result
+            labels = [r.site, r.check]
+            success.add_metric(labels, 1.0 if r.success else 0.0)
+            duration.add_metric(labels, r.duration_s)
+            last_run.add_metric(labels, r.started_at.timestamp())
+            for step in r.steps:
+                steps.add_metric([*labels, step.name], step.seconds)
+            if "http_status" in r.measurements:
+                status.add_metric(labels, r.measurements["http_status"])
+            if "tls_cert_expiry_timestamp_seconds" in r.measurements:
+                tls.add_metric(labels, r.measurements["tls_cert_expiry_timestamp_seconds"])
+            by_level = dict.fromkeys(Level, 0)
+            for item in obs.classified:
+                if item.decision.level is not None:
+                    by_level[item.decision.level] += 1
+            for level, count in by_level.items():
+                findings.add_metric([*labels, str(level)], float(count))
+        yield from (success, duration, steps, status, last_run, tls, findings)
+
+
+class AgentMetrics:
+    """The agent's private registry and the instruments the scheduler and pipeline update."""
+
+    def __init__(self, latest: LatestResults) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(ProbeCollector(latest.snapshot))
+        r = self.registry
+        self.runs = Counter(c.PROBE_RUNS.name.removesuffix("_total"), c.PROBE_RUNS.help,
+                            list(c.PROBE_RUNS.labels), registry=r)
+        self.findings = Counter(c.FINDINGS_TOTAL.name.removesuffix("_total"),
+                                c.FINDINGS_TOTAL.help, list(c.FINDINGS_TOTAL.labels),
+                                registry=r)
+        self.lateness = Histogram(c.SCHEDULER_LATENESS.name, c.SCHEDULER_LATENESS.help,
+                                  buckets=c.LATENESS_BUCKETS, registry=r)
+        self.checks_configured = Gauge(c.CHECKS_CONFIGURED.name, c.CHECKS_CONFIGURED.help,
+                                       registry=r)
+        self.reload_ok = Gauge(c.CONFIG_RELOAD_OK.name, c.CONFIG_RELOAD_OK.help, registry=r)
+        self.reload_ts = Gauge(c.CONFIG_RELOAD_TS.name, c.CONFIG_RELOAD_TS.help, registry=r)
+        build = Info(c.BUILD_INFO.name, c.BUILD_INFO.help, registry=r)
+        build.info({"version": __version__, "python_version": platform.python_version()})
+
+    def observed(self, obs: Observation, outcome: str) -> None:
+        """Count a finished run and its findings."""
+        r = obs.result
+        self.runs.labels(r.site, r.check, outcome).inc()
+        for item in obs.classified:
+            level = str(item.decision.level) if item.decision.level is not None else "none"
+            self.findings.labels(r.site, item.finding.kind.value, level).inc()
+
+    def config_loaded(self, ok: bool, checks: int | None = None) -> None:
+        """Record a (re)load attempt of the config."""
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_ts.set(time.time())
+            if checks is not None:
+                self.checks_configured.set(checks)

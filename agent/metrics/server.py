@@ -1,0 +1,104 @@
+"""The /metrics and /healthz HTTP server, on its own threads so a scrape never blocks probes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+GZIP_MIN_BYTES = 1024
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    registry: CollectorRegistry
+    health: Callable[[], dict[str, Any]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._metrics()
+        elif path == "/healthz":
+            body = json.dumps(self.server.health()).encode()
+            self._send(200, "application/json", body)
+        elif path == "/":
+            self._send(200, "text/html; charset=utf-8",
+                       b'<html><body><h1>storewatch</h1><p><a href="/metrics">/metrics</a> '
+                       b'<a href="/healthz">/healthz</a></p></body></html>')
+        else:
+            self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _metrics(self) -> None:
+        encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+        try:
+            body = encoder(self.server.registry)
+        except Exception:
+            log.exception("metrics collection failed")
+            self._send(500, "text/plain; charset=utf-8", b"metrics collection failed\n")
+            return
+        gzipped = "gzip" in self.headers.get("Accept-Encoding", "") and len(body) >= GZIP_MIN_BYTES
+        if gzipped:
+            body = gzip.compress(body, compresslevel=6)
+        self._send(200, content_type, body, gzipped)
+
+    def _send(self, status: int, content_type: str, body: bytes, gzipped: bool = False) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics http: " + format, *args)
+
+
+class MetricsServer:
+    """Serves the registry on HOST:PORT (port 0 picks a free port: see ``port``)."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry,
+                 health: Callable[[], dict[str, Any]]) -> None:
+        self._server = _Server((host, port), _Handler)
+        self._server.registry = registry
+        self._server.health = health
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="metrics-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port actually bound."""
+        return int(self._server.server_address[1])
+
+    @property
+    def host(self) -> str:
+        """The address actually bound."""
+        return str(self._server.server_address[0])
+
+    def start(self) -> None:
+        """Start serving in a background thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()

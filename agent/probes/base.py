@@ -1,0 +1,89 @@
+"""The probe contract: ProbeContext in, ProbeResult out, a storefront's fault never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from agent.config.schema import CheckSpec, Site
+from agent.httpclient import HttpClients
+from classifier import Evidence, Finding, FindingKind
+
+log = logging.getLogger(__name__)
+
+DEADLINE_GRACE_S = 0.5
+"""How long past its timeout a probe may take to wind down before it is cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepTiming:
+    """How long one named step of a check took (step names come from code or config)."""
+
+    name: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What one run of one check of one site saw."""
+
+    site: str
+    check: str
+    success: bool
+    duration_s: float
+    started_at: datetime
+    steps: tuple[StepTiming, ...] = ()
+    measurements: Mapping[str, float] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeContext:
+    """What a probe gets besides its spec: the shared client stack, its site and its deadline."""
+
+    clients: HttpClients
+    site: Site
+    timeout: float
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+class Probe(Protocol):
+    """One check type: an async callable that never raises for a storefront's fault."""
+
+    async def __call__(self, spec: CheckSpec, ctx: ProbeContext) -> ProbeResult: ...
+
+
+def failure_kind(spec: CheckSpec) -> FindingKind:
+    """The finding kind a check's total failure means (a deadline, a crash of the probe)."""
+    return FindingKind.SITE_DOWN if spec.role == "home" else FindingKind.PARTIAL_OUTAGE
+
+
+async def run_guarded(probe: Probe, spec: CheckSpec, ctx: ProbeContext) -> ProbeResult:
+    """Run ``probe`` within its deadline; a hang or a probe bug becomes a finding, not a crash."""
+    started_at = ctx.now()
+    start = time.perf_counter()
+    deadline = ctx.timeout + DEADLINE_GRACE_S
+    try:
+        async with asyncio.timeout(deadline):
+            return await probe(spec, ctx)
+    except TimeoutError:
+        summary = f"check did not finish within its {ctx.timeout:g}s deadline and was cancelled"
+        details = {"failure": "deadline"}
+    except Exception as exc:  # a probe bug must not take the agent down
+        log.exception("probe %s/%s crashed", ctx.site.name, spec.name)
+        summary = f"probe error: {type(exc).__name__}"
+        details = {"failure": "probe_error"}
+    elapsed = time.perf_counter() - start
+    finding = Finding(
+        site=ctx.site.name, check=spec.name, kind=failure_kind(spec), summary=summary,
+        observed_at=started_at,
+        evidence=Evidence(url=ctx.site.base_url + spec.path, timings={"total": elapsed},
+                          details=details),
+    )
+    return ProbeResult(site=ctx.site.name, check=spec.name, success=False, duration_s=elapsed,
+                       started_at=started_at, findings=(finding,))

@@ -1,0 +1,177 @@
+"""The running agent: builds the stack from a config, runs the daemon or one pass of checks.
+
+``Agent`` owns the shared HTTP clients, the classifier, the latest results, the metrics
+registry and server, and the scheduler. SIGHUP reloads the config (a bad config keeps the old
+one running and sets ``storewatch_config_last_reload_successful`` to 0); SIGTERM/SIGINT stop
+scheduling, let in-flight checks finish for a few seconds, and exit cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.config.loader import load_config
+from agent.config.schema import Config, split_listen
+from agent.errors import ConfigError, StorewatchError
+from agent.httpclient import HttpClients
+from agent.metrics.collectors import AgentMetrics
+from agent.metrics.server import MetricsServer
+from agent.pipeline import Classifier, LatestResults, Observation
+from agent.report import ChangeTracker
+from agent.scheduler import CheckRunner, CheckScheduler
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Command-line values that win over the config file."""
+
+    listen: str | None = None
+    state_dir: Path | None = None
+
+
+def load(path: str | Path, overrides: Overrides = Overrides()) -> Config:
+    """Load and validate ``path``, then apply command-line overrides."""
+    config = load_config(path, Config)
+    update: dict[str, Any] = {}
+    if overrides.listen is not None:
+        split_listen(overrides.listen)  # same validation as the file
+        update["listen"] = overrides.listen
+    if overrides.state_dir is not None:
+        update["state_dir"] = overrides.state_dir
+    if update:
+        config = config.model_copy(update={"agent": config.agent.model_copy(update=update)})
+    return config
+
+
+class Agent:
+    """The daemon: scheduler, probes and /metrics for one config."""
+
+    def __init__(self, config_path: str | Path, config: Config, overrides: Overrides = Overrides(),
+                 on_observation: Callable[[Observation], None] | None = None,
+                 log_changes: bool = True) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.overrides = overrides
+        self.latest = LatestResults()
+        self.metrics = AgentMetrics(self.latest)
+        self.clients = HttpClients(config.agent.user_agent)
+        self.changes = ChangeTracker() if log_changes else None
+        self._extra_handler = on_observation
+        self.runner = CheckRunner(self.clients, Classifier(config), self.latest, self.metrics,
+                                  config.agent.concurrency, self._observed)
+        self.scheduler = CheckScheduler(self.runner)
+        host, port = split_listen(config.agent.listen)
+        try:
+            self.server = MetricsServer(host, port, self.metrics.registry, self._health)
+        except OSError as exc:
+            raise StorewatchError(f"cannot listen on {config.agent.listen} for /metrics: "
+                                  f"{exc.strerror or exc}") from None
+        self._started = time.time()
+        self._stop = asyncio.Event()
+
+    @property
+    def metrics_url(self) -> str:
+        """Where /metrics is served."""
+        host = self.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.server.port}/metrics"
+
+    def _observed(self, obs: Observation) -> None:
+        for change in self.changes.update(obs) if self.changes is not None else ():
+            level = change.item.decision.level if change.item is not None else None
+            log.log(logging.WARNING if level is not None and level <= 2 else logging.INFO,
+                    "%s", change.line())
+        if self._extra_handler is not None:
+            self._extra_handler(obs)
+
+    def _health(self) -> dict[str, Any]:
+        return {"status": "ok", "uptime_seconds": round(time.time() - self._started, 3),
+                "checks": len(self.config.planned_checks()),
+                "results": len(self.latest.snapshot())}
+
+    def _prepare_state_dir(self) -> None:
+        state_dir = self.config.agent.state_dir
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("state directory %s is not usable (%s); state is not being saved",
+                        state_dir, exc.strerror or exc)
+
+    def reload(self) -> bool:
+        """Reload the config file; on error keep running the current one."""
+        try:
+            config = load(self.config_path, self.overrides)
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running config: %s", exc)
+            self.metrics.config_loaded(False)
+            return False
+        if config.agent.listen != self.config.agent.listen:
+            log.warning("agent.listen changed; restart the agent to rebind /metrics")
+        self.config = config
+        self.runner.classifier = Classifier(config)
+        self.scheduler.apply(config)
+        self.latest.retain((p.site.name, p.check.name) for p in config.planned_checks())
+        self.metrics.config_loaded(True, len(config.planned_checks()))
+        log.info("config reloaded: %d sites, %d checks", len(config.sites),
+                 len(config.planned_checks()))
+        return True
+
+    def stop(self) -> None:
+        """Ask ``serve`` to finish (safe from signal handlers)."""
+        self._stop.set()
+
+    async def serve(self, duration: float | None = None) -> None:
+        """Run until ``stop()`` (or SIGTERM/SIGINT), or for ``duration`` seconds."""
+        loop = asyncio.get_running_loop()
+        self._prepare_state_dir()
+        self.server.start()
+        self.scheduler.apply(self.config)
+        self.metrics.config_loaded(True, len(self.config.planned_checks()))
+        self.scheduler.start()
+        installed: list[signal.Signals] = []
+        for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
+                             (signal.SIGHUP, self.reload)):
+            try:
+                loop.add_signal_handler(sig, handler)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
+                pass
+        log.info("storewatch running: %d checks on %d sites; metrics at %s",
+                 len(self.config.planned_checks()), len(self.config.sites), self.metrics_url)
+        try:
+            if duration is None:
+                await self._stop.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), duration)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.scheduler.shutdown(DRAIN_SECONDS)
+            await self.clients.aclose()
+            self.server.stop()
+            log.info("storewatch stopped")
+
+
+async def check_once(config: Config, site: str | None = None) -> list[Observation]:
+    """Run every check (of ``site``, if given) once, concurrently within the global limit."""
+    planned = [p for p in config.planned_checks() if site is None or p.site.name == site]
+    clients = HttpClients(config.agent.user_agent)
+    runner = CheckRunner(clients, Classifier(config), LatestResults(), None,
+                         config.agent.concurrency)
+    try:
+        return list(await asyncio.gather(*(runner.run(p) for p in planned)))
+    finally:
+        await clients.aclose()
