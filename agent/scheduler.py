@@ -141,6 +141,8 @@ class CheckScheduler:
             self._inflight.add(task)
         try:
             await self.runner.run(planned, self._due.pop(key, None))
+        except asyncio.CancelledError:
+            log.debug("%s cancelled at shutdown", key)  # our own cancel: nothing to report
         finally:
             if task is not None:
                 self._inflight.discard(task)

@@ -1,0 +1,150 @@
+"""The secret registry, scrubbing, the logging filter and systemd credentials."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.config.secrets import (
+    SecretScrubbingFilter,
+    clear_secrets,
+    read_credential,
+    register_secret,
+    registered_secrets,
+    scrub,
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_registry() -> Iterator[None]:
+    clear_secrets()
+    yield
+    clear_secrets()
+
+
+def test_register_and_scrub() -> None:
+    register_secret("hunter22")
+    assert registered_secrets() == frozenset({"hunter22"})
+    assert scrub("password=hunter22; again hunter22") == "password=***; again ***"
+
+
+def test_short_values_are_ignored() -> None:
+    register_secret("abc")
+    register_secret("")
+    assert registered_secrets() == frozenset()
+    assert scrub("abc") == "abc"
+
+
+def test_longest_secret_is_replaced_first() -> None:
+    register_secret("token")
+    register_secret("token-extended")
+    assert scrub("a token-extended b token") == "a *** b ***"
+
+
+def test_clear_secrets() -> None:
+    register_secret("s3cr3t")
+    clear_secrets()
+    assert registered_secrets() == frozenset()
+    assert scrub("s3cr3t") == "s3cr3t"
+
+
+def test_scrub_without_secrets_returns_text() -> None:
+    assert scrub("nothing to hide") == "nothing to hide"
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(SecretScrubbingFilter())
+    logger = logging.getLogger("tests.config.scrub")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    yield logger, stream
+    logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "expected"),
+    [
+        pytest.param("token is %s", ("tok-1234",), "INFO token is ***", id="in-args"),
+        pytest.param("literal tok-1234 here", (), "INFO literal *** here", id="in-msg"),
+        pytest.param("%s=%d", ("tok-1234", 5), "INFO ***=5", id="mixed-args"),
+        pytest.param("joined %s%s", ("tok-", "1234"), "INFO joined ***", id="split-across-args"),
+        pytest.param("no secret %d", (7,), "INFO no secret 7", id="untouched"),
+    ],
+)
+def test_filter_scrubs_formatted_message(
+    captured: tuple[logging.Logger, io.StringIO], msg: str, args: tuple[object, ...],
+    expected: str,
+) -> None:
+    logger, stream = captured
+    register_secret("tok-1234")
+    logger.info(msg, *args)
+    assert stream.getvalue() == expected + "\n"
+
+
+def test_filter_scrubs_traceback(captured: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, stream = captured
+    register_secret("tok-1234")
+    try:
+        raise RuntimeError("auth failed for tok-1234")
+    except RuntimeError:
+        logger.exception("delivery failed")
+    output = stream.getvalue()
+    assert "tok-1234" not in output
+    assert "RuntimeError: auth failed for ***" in output
+    assert output.startswith("ERROR delivery failed\n")
+
+
+def test_filter_survives_bad_format_arguments(
+    captured: tuple[logging.Logger, io.StringIO],
+) -> None:
+    logger, stream = captured
+    register_secret("tok-1234")
+    logger.info("%d items", "tok-1234")
+    assert stream.getvalue() == "INFO %d items ('***',)\n"
+
+
+def test_read_credential(tmp_path: Path) -> None:
+    (tmp_path / "api-token").write_text("s3cr3t-value\n")
+    value = read_credential("api-token", {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert value == "s3cr3t-value"
+    assert "s3cr3t-value" in registered_secrets()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param("v4lue\n\n", "v4lue\n", id="strips-one-newline"),
+        pytest.param("v4lue", "v4lue", id="no-newline"),
+        pytest.param("v4lue\r\n", "v4lue", id="crlf"),
+    ],
+)
+def test_read_credential_newlines(tmp_path: Path, content: str, expected: str) -> None:
+    (tmp_path / "c").write_bytes(content.encode())
+    assert read_credential("c", {"CREDENTIALS_DIRECTORY": str(tmp_path)}) == expected
+
+
+def test_read_credential_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as info:
+        read_credential("x", {})
+    assert str(info.value) == (
+        "systemd credential 'x' not found: CREDENTIALS_DIRECTORY is not set")
+    with pytest.raises(ValueError) as info:
+        read_credential("x", {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert str(info.value) == f"systemd credential 'x' not found: no file {tmp_path}/x"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../x", "a/b", "/etc/passwd"])
+def test_read_credential_rejects_non_plain_names(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError) as info:
+        read_credential(name, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert str(info.value) == (
+        f"invalid systemd credential name {name!r}: use a plain file name")

@@ -1,0 +1,81 @@
+"""Shared fixtures: the real demo store on a free port, config files, TLS material."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.demo.storefront import DemoStore, start_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[DemoStore]:
+    """A healthy demo store on an ephemeral loopback port."""
+    shop = await start_store("127.0.0.1", 0)
+    try:
+        yield shop
+    finally:
+        await shop.close()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a YAML config (dedented) to a temp file and return its path."""
+
+    def write(text: str, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+def storewatch(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (``python -m agent``)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+@dataclass(frozen=True)
+class TLSMaterial:
+    """A private CA, and leaf certificates for 127.0.0.1 signed by it or by themselves."""
+
+    ca_cert: Path
+    leaf_cert: Path        # valid 60 days, signed by the CA
+    leaf_key: Path
+    short_cert: Path       # valid 3 days, signed by the CA
+    selfsigned_cert: Path  # not signed by the CA
+    key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
+    """Certificates made with the real openssl CLI, once per test session."""
+    d = tmp_path_factory.mktemp("tls")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.pem", "-days", "30", "-subj", "/CN=storewatch test CA", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+             "-subj", "/CN=127.0.0.1", cwd=d)
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, days in (("leaf.pem", "60"), ("short.pem", "3")):
+        _openssl("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-out", name, "-days", days, "-extfile", "san.ext", cwd=d)
+    _openssl("req", "-x509", "-key", "leaf.key", "-out", "self.pem", "-days", "60",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", cwd=d)
+    return TLSMaterial(d / "ca.pem", d / "leaf.pem", d / "leaf.key", d / "short.pem",
+                       d / "self.pem", d / "leaf.key")
