@@ -3,7 +3,7 @@
 Hierarchy::
 
     StorewatchError                 base of every error the agent raises on purpose
-    ├── ConfigError                 bad config: one line naming file:line, field and problem (exit 2)
+    ├── ConfigError                 bad config: one line naming file:line and field (exit 2)
     ├── StateError                  the state directory cannot be read or written
     └── SinkError                   a ticket tracker refused or failed a delivery
         ├── RetryableSinkError      5xx, 429, timeouts, network: the outbox retries later

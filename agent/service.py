@@ -52,6 +52,10 @@ def load(path: str | Path, overrides: Overrides = Overrides()) -> Config:
         update["state_dir"] = overrides.state_dir
     if update:
         config = config.model_copy(update={"agent": config.agent.model_copy(update=update)})
+    for site in config.sites:
+        if not site.tls.verify:
+            log.warning("TLS verification is OFF for site %s: certificate problems of %s will "
+                        "not be seen and its traffic can be intercepted", site.name, site.base_url)
     return config
 
 

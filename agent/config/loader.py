@@ -296,6 +296,18 @@ def _read_file(path: str) -> str:
 # --------------------------------------------------------------------------- validation errors
 
 
+class ValueErrorAt(ValueError):
+    """Raised by a model validator about a field deeper than the model it runs on.
+
+    ``path`` is relative to that model's own location, e.g. ``("sites", 0, "checks", 1)`` from
+    the root model, so the error can still name the right file line and field.
+    """
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel],
                       data: Any, lines: _Lines, filename: str) -> ConfigError:
     errors = exc.errors(include_url=False)
@@ -304,6 +316,9 @@ def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMo
     kind = error["type"]
     ctx = error.get("ctx") or {}
     path = _real_path(data, loc)
+    nested = ctx.get("error")
+    if isinstance(nested, ValueErrorAt):
+        path = _real_path(data, (*path, *nested.path))
     line = lines.find(path)
     if kind == "extra_forbidden":
         key = loc[-1] if loc else "?"

@@ -11,16 +11,27 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ByteSize, ConfigDict, Field, field_validator, model_validator
 
 from agent import __version__
 from agent.config.durations import Duration, format_duration
+from agent.config.loader import ValueErrorAt
 from classifier import FindingKind, Level, Plan
 
 DEFAULT_CONFIG_PATH = "/etc/storewatch/config.yaml"
 DEFAULT_LISTEN = "127.0.0.1:9478"
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"'{value}' is not a valid name: use 1-63 lower-case letters, digits, "
+                         "'-', '_' or '.', starting with a letter or digit")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
 """Site and check names: lower-case slug, also used as metric label values."""
 
 
@@ -212,10 +223,10 @@ class Config(StrictModel):
             for j, check in enumerate(site.checks):
                 planned = plan_check(self, site, check)
                 if planned.timeout >= planned.interval:
-                    raise ValueError(
-                        f"sites[{i}].checks[{j}]: timeout {format_duration(planned.timeout)} "
-                        f"must be shorter than interval {format_duration(planned.interval)}"
-                    )
+                    raise ValueErrorAt(
+                        ("sites", i, "checks", j),
+                        f"timeout {format_duration(planned.timeout)} must be shorter than "
+                        f"interval {format_duration(planned.interval)}")
         return self
 
     def planned_checks(self) -> list[PlannedCheck]:
@@ -251,7 +262,7 @@ def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
 
 def _require_unique(names: list[str], what: str) -> None:
     seen: set[str] = set()
-    for name in names:
+    for i, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"duplicate {what} name '{name}'")
+            raise ValueErrorAt((i, "name"), f"duplicate {what} name '{name}'")
         seen.add(name)

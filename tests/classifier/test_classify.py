@@ -46,7 +46,8 @@ DEFAULT_LEVELS = [
 ]
 
 
-@pytest.mark.parametrize(("kind", "level"), DEFAULT_LEVELS, ids=[k.value for k, _ in DEFAULT_LEVELS])
+@pytest.mark.parametrize(("kind", "level"), DEFAULT_LEVELS,
+                         ids=[k.value for k, _ in DEFAULT_LEVELS])
 def test_default_level_of_each_kind(kind: FindingKind, level: Level) -> None:
     decision = classify(finding(kind), SiteContext("shop"))
     assert decision.level is level

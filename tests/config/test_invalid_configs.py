@@ -1,0 +1,51 @@
+"""One invalid config per rule, each with its exact one-line message (`# expect:` line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config.loader import load_config
+from agent.config.schema import Config
+from agent.errors import ConfigError
+from tests.conftest import storewatch
+
+TESTDATA = Path(__file__).parent / "testdata"
+FIXTURES = sorted(TESTDATA.glob("invalid-*.yaml"))
+
+
+def expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} lacks its '# expect:' line"
+    return first.removeprefix("# expect: ").replace("{file}", str(path))
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=[p.stem for p in FIXTURES])
+def test_each_invalid_config_has_its_message(path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, Config, env={})
+    assert str(info.value) == expected(path)
+
+
+def test_there_is_a_fixture_per_rule() -> None:
+    assert len(FIXTURES) >= 20
+
+
+@pytest.mark.parametrize("name", ["invalid-unknown-site-key", "invalid-bad-duration",
+                                  "invalid-yaml-syntax"])
+def test_validate_command_prints_one_line_and_exits_2(name: str) -> None:
+    path = TESTDATA / f"{name}.yaml"
+    proc = storewatch("validate", "-c", str(path))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == f"storewatch: {expected(path)}\n"
+    assert "Traceback" not in proc.stderr
+
+
+def test_example_configs_are_valid() -> None:
+    root = Path(__file__).resolve().parents[2] / "config"
+    examples = sorted(root.glob("*.yaml"))
+    assert examples
+    for path in examples:
+        load_config(path, Config, env={"SHOP_API_TOKEN": "x" * 8})
