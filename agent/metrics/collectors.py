@@ -27,7 +27,6 @@ from agent.metrics import catalog as c
 from agent.pipeline import LatestResults, Observation
 from classifier import Level
 
-
 # `_created` series double the series count for no dashboard use (perf-anchors.md, section 3).
 disable_created_metrics()
 
