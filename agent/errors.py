@@ -47,6 +47,11 @@ class SinkError(StorewatchError):
 class RetryableSinkError(SinkError):
     """A delivery failure that may succeed later (5xx, 429, timeout, network)."""
 
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds the tracker asked us to wait (Retry-After / rate-limit reset), if it said."""
+
 
 class PermanentSinkError(SinkError):
     """A delivery failure that retrying cannot fix (4xx, auth, config)."""

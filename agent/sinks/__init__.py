@@ -1,0 +1,1 @@
+"""Ticket sinks: one module per tracker, and the registry from config ``type`` to adapter."""
