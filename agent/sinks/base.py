@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import httpx
@@ -102,6 +103,18 @@ class TicketRef:
     url: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     """Sink-specific data to keep (e.g. an email thread's first Message-ID)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkBuildContext:
+    """What a sink factory gets besides its own config section."""
+
+    name: str
+    """The sink's name in the config (``sinks: {<name>: {...}}``); becomes ``TicketSink.name``."""
+    http: httpx.AsyncClient
+    """Shared client for tracker APIs (keep-alive, its own TLS verification, no cookies)."""
+    state_dir: Path
+    user_agent: str
 
 
 @runtime_checkable
