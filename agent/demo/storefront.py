@@ -9,9 +9,10 @@ Faults are read per request from the live set (``DemoStore.faults``), so ``set_f
 ``POST /_demo/faults`` take effect at once; ``/_demo/*`` is never affected by a fault. See
 ``FAULTS`` for the names and the handler code below for exactly what each one does.
 
-``down`` keeps a request unanswered while the fault stays on; once it is cleared the pending
-request is answered normally (a client that already gave up is dropped). ``close()`` cancels
-such pending requests instead of waiting for them.
+``down`` keeps a request unanswered while the fault stays on; once it is cleared the held
+connection is closed without an answer, as a crashed server's would be (so a recovering store
+does not answer minutes-old requests slowly). ``close()`` cancels held requests instead of
+waiting for them.
 """
 
 from __future__ import annotations
@@ -413,6 +414,9 @@ class _Shop:
                 # The client gave up (or the store is closing): drop the request unanswered.
                 raise asyncio.CancelledError
             await asyncio.sleep(_DOWN_POLL_S)
+        if request.transport is not None:
+            request.transport.close()  # back up: the held request dies with the old "process"
+        raise asyncio.CancelledError
 
     # -- state helpers ---------------------------------------------------------------------
 
