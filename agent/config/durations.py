@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
+from agent.config.loader import describe_kind
+
 __all__ = ["Duration", "format_duration", "parse_duration"]
 
 _HINT = "use e.g. 30s, 5m, 1h30m"
@@ -24,7 +26,7 @@ _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 def parse_duration(text: str | int | float) -> float:
     """Return the duration *text* in seconds; raise ValueError with a one-line hint."""
     if isinstance(text, bool) or not isinstance(text, str | int | float):
-        raise ValueError(f"expected a duration, not {_kind(text)}; {_HINT}")
+        raise ValueError(f"expected a duration, not {describe_kind(text)}; {_HINT}")
     if isinstance(text, int | float):
         try:
             seconds = float(text)
@@ -77,20 +79,8 @@ def format_duration(seconds: float) -> str:
 
 def _validate_duration(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise ValueError(f"expected a duration, not {_kind(value)}; {_HINT}")
+        raise ValueError(f"expected a duration, not {describe_kind(value)}; {_HINT}")
     return parse_duration(value)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
 
 
 Duration = Annotated[float, BeforeValidator(_validate_duration)]

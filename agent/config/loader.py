@@ -34,7 +34,7 @@ import yaml
 from agent.config.secrets import read_credential, register_secret, scrub
 from agent.errors import ConfigError
 
-__all__ = ["load_config", "load_config_text"]
+__all__ = ["ValueErrorAt", "describe_kind", "load_config", "load_config_text"]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -180,7 +180,7 @@ def _parse_yaml(text: str, filename: str) -> tuple[dict[Any, Any], _Lines]:
     if data is None:
         raise ConfigError("config is empty", file=filename)
     if not isinstance(data, dict):
-        raise ConfigError(f"config must be a mapping of keys to values, not {_kind(data)}",
+        raise ConfigError(f"config must be a mapping of keys to values, not {describe_kind(data)}",
                           file=filename, line=1)
     return data, loader.lines
 
@@ -338,9 +338,9 @@ def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMo
             line = lines.find(path)
         message = f"'{ctx['tag']}' is not one of {ctx['expected_tags']}"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"expected a mapping of keys to values, not {_kind(error.get('input'))}"
+        message = f"expected a mapping of keys to values, not {describe_kind(error.get('input'))}"
     elif kind == "list_type":
-        message = f"expected a list, not {_kind(error.get('input'))}"
+        message = f"expected a list, not {describe_kind(error.get('input'))}"
     else:
         message = str(error["msg"])
         for prefix in _STRIP_PREFIXES:
@@ -494,7 +494,8 @@ def _show_key(key: Any) -> str:
     return f"'{key}'" if isinstance(key, str) else repr(key)
 
 
-def _kind(value: Any) -> str:
+def describe_kind(value: Any) -> str:
+    """How a config value is named in messages: 'a list', 'a mapping', 'null', ..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
