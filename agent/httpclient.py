@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -94,6 +95,14 @@ class _NoCookies(CookieJar):
         super().__init__(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
+class CookieStore(Protocol):
+    """One run's cookies (agent/cookies.py): what ``fetch`` stores and sends per hop."""
+
+    def store(self, url: str, headers: httpx.Headers) -> None: ...
+
+    def header(self, url: str) -> str | None: ...
+
+
 class HttpClients:
     """The shared client stack: one AsyncClient (and SSL context) per TLS setting."""
 
@@ -153,14 +162,16 @@ async def fetch(
     timeout: float,
     max_body_bytes: int,
     max_redirects: int,
+    cookies: CookieStore | None = None,
 ) -> FetchResult | FetchError:
     """One exchange with redirects, within ``timeout`` seconds overall. Never raises for the
-    server's faults: they come back as a ``FetchError``."""
+    server's faults: they come back as a ``FetchError``. With ``cookies`` (one run's jar),
+    every hop stores the cookies it is sent and sends the cookies of its host."""
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
             return await _fetch(client, url, method, dict(headers or {}), content, timeout,
-                                max_body_bytes, max_redirects, start)
+                                max_body_bytes, max_redirects, start, cookies)
     except TimeoutError:
         return FetchError(FetchFailure.TIMEOUT, f"no complete response within {timeout:g}s",
                           url, time.perf_counter() - start)
@@ -180,17 +191,25 @@ def _has_request(exc: httpx.HTTPError) -> bool:
 
 async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict[str, str],
                  content: bytes | None, timeout: float, max_body: int, max_redirects: int,
-                 start: float) -> FetchResult | FetchError:
+                 start: float, cookies: CookieStore | None = None) -> FetchResult | FetchError:
     hops: list[str] = []
     origin_host = urlsplit(url).hostname
     per_phase = httpx.Timeout(timeout)
     while True:
-        request = client.build_request(method, url, headers=headers, content=content,
+        hop_headers = headers
+        if cookies is not None:
+            jar_cookie = cookies.header(url)
+            hop_headers = {k: v for k, v in headers.items() if k.lower() != "cookie"}
+            if jar_cookie is not None:
+                hop_headers["Cookie"] = jar_cookie
+        request = client.build_request(method, url, headers=hop_headers, content=content,
                                        timeout=per_phase)
         sent = time.perf_counter()
         response = await client.send(request, stream=True)
         try:
             response_s = time.perf_counter() - sent
+            if cookies is not None:
+                cookies.store(url, response.headers)
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location is not None:
                 if len(hops) >= max_redirects:
