@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
@@ -94,6 +94,12 @@ class _NoCookies(CookieJar):
     def __init__(self) -> None:
         super().__init__(policy=DefaultCookiePolicy(allowed_domains=[]))
 
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Store nothing (the policy alone let cookies of IP-address hosts through)."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Store nothing."""
+
 
 class CookieStore(Protocol):
     """One run's cookies (agent/cookies.py): what ``fetch`` stores and sends per hop."""
@@ -120,7 +126,7 @@ class HttpClients:
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
                 headers={"User-Agent": self._user_agent},
-                cookies=httpx.Cookies(_NoCookies()),
+                cookies=_NoCookies(),  # a bare jar: httpx.Cookies(...) would be copied
                 trust_env=False,
             )
             self._clients[key] = client
@@ -197,11 +203,9 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
     per_phase = httpx.Timeout(timeout)
     while True:
         hop_headers = headers
-        if cookies is not None:
-            jar_cookie = cookies.header(url)
-            hop_headers = {k: v for k, v in headers.items() if k.lower() != "cookie"}
-            if jar_cookie is not None:
-                hop_headers["Cookie"] = jar_cookie
+        jar_cookie = cookies.header(url) if cookies is not None else None
+        if jar_cookie is not None and not any(k.lower() == "cookie" for k in headers):
+            hop_headers = {**headers, "Cookie": jar_cookie}  # a configured Cookie header wins
         request = client.build_request(method, url, headers=hop_headers, content=content,
                                        timeout=per_phase)
         sent = time.perf_counter()
