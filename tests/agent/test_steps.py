@@ -77,7 +77,7 @@ async def test_cookie_extractor_and_one_jar_per_run(store: DemoStore,
     # A second run starts with an empty jar: its cart holds one line again, not two.
     second = await run_check(clients, cfg)
     assert second.success, second.findings
-    assert len(store._shop.sessions) == 2  # noqa: SLF001 - two runs, two shopper sessions
+    assert len(store._shop.sessions) == 2
 
 
 async def test_without_the_cookie_the_form_key_is_rejected(store: DemoStore,
@@ -161,7 +161,7 @@ async def test_submit_form_posts_the_hidden_inputs(store: DemoStore, clients: Ht
     ))
     result = await run_check(clients, cfg)
     assert result.success, result.findings
-    session = next(iter(store._shop.sessions.values()))  # noqa: SLF001
+    session = next(iter(store._shop.sessions.values()))
     assert session.cart == {"DS-TEST-SKU": 2}
 
 
