@@ -38,7 +38,7 @@ async def probe_catalog(spec: CatalogCheck, ctx: ProbeContext) -> ProbeResult:
     total, clean, texts = 0, True, []
     for path in pages:
         res = await fetcher.get(path)
-        timings.append(StepTiming(path, elapsed(res)))
+        timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
         if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
             clean = False
             out.add(FindingKind.PARTIAL_OUTAGE, f"listing {path} unreachable: {why_not_ok(res)}",

@@ -18,7 +18,7 @@ ERROR_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Magento", re.compile(r"\bmain\.CRITICAL\b|Magento\\Framework\\Exception")),
     ("WordPress", re.compile(r"There has been a critical error on this website|"
                              r"Error establishing a database connection")),
-    ("WooCommerce", re.compile(r"WC_Data_Exception|woocommerce_rest_\w+")),
+    ("WooCommerce", re.compile(r"WC_Data_Exception|woocommerce_rest_\w+_error\b")),
     ("Shopify Liquid", re.compile(r"Liquid (syntax )?error", re.IGNORECASE)),
     ("PHP", re.compile(r"(Fatal error|Parse error|Warning|Notice|Deprecated)</b>?:\s.*? in "
                        r"\S+\.php|PHP (Fatal error|Warning|Parse error):")),

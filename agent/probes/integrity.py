@@ -75,7 +75,7 @@ async def probe_integrity(spec: IntegrityCheck, ctx: ProbeContext) -> ProbeResul
     failed: list[tuple[str, str]] = []
     for path in spec.pages:
         res = await fetcher.get(path)
-        timings.append(StepTiming(path, elapsed(res)))
+        timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
         if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
             failed.append((path, why_not_ok(res)))
             continue

@@ -87,7 +87,7 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
     seen: dict[str, list[str]] = {}
     for path in spec.pages:
         res = await fetcher.get(path)
-        timings.append(StepTiming(path, elapsed(res)))
+        timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
         if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
             out.add(FindingKind.PARTIAL_OUTAGE,
                     f"page {path} could not be checked for scripts: {why_not_ok(res)}",
