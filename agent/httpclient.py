@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -93,6 +94,20 @@ class _NoCookies(CookieJar):
     def __init__(self) -> None:
         super().__init__(policy=DefaultCookiePolicy(allowed_domains=[]))
 
+    def extract_cookies(self, response: object, request: object) -> None:
+        """Store nothing (the policy alone let cookies of IP-address hosts through)."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Store nothing."""
+
+
+class CookieStore(Protocol):
+    """One run's cookies (agent/cookies.py): what ``fetch`` stores and sends per hop."""
+
+    def store(self, url: str, headers: httpx.Headers) -> None: ...
+
+    def header(self, url: str) -> str | None: ...
+
 
 class HttpClients:
     """The shared client stack: one AsyncClient (and SSL context) per TLS setting."""
@@ -111,7 +126,7 @@ class HttpClients:
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
                 headers={"User-Agent": self._user_agent},
-                cookies=httpx.Cookies(_NoCookies()),
+                cookies=_NoCookies(),  # a bare jar: httpx.Cookies(...) would be copied
                 trust_env=False,
             )
             self._clients[key] = client
@@ -153,14 +168,16 @@ async def fetch(
     timeout: float,
     max_body_bytes: int,
     max_redirects: int,
+    cookies: CookieStore | None = None,
 ) -> FetchResult | FetchError:
     """One exchange with redirects, within ``timeout`` seconds overall. Never raises for the
-    server's faults: they come back as a ``FetchError``."""
+    server's faults: they come back as a ``FetchError``. With ``cookies`` (one run's jar),
+    every hop stores the cookies it is sent and sends the cookies of its host."""
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
             return await _fetch(client, url, method, dict(headers or {}), content, timeout,
-                                max_body_bytes, max_redirects, start)
+                                max_body_bytes, max_redirects, start, cookies)
     except TimeoutError:
         return FetchError(FetchFailure.TIMEOUT, f"no complete response within {timeout:g}s",
                           url, time.perf_counter() - start)
@@ -180,17 +197,23 @@ def _has_request(exc: httpx.HTTPError) -> bool:
 
 async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict[str, str],
                  content: bytes | None, timeout: float, max_body: int, max_redirects: int,
-                 start: float) -> FetchResult | FetchError:
+                 start: float, cookies: CookieStore | None = None) -> FetchResult | FetchError:
     hops: list[str] = []
     origin_host = urlsplit(url).hostname
     per_phase = httpx.Timeout(timeout)
     while True:
-        request = client.build_request(method, url, headers=headers, content=content,
+        hop_headers = headers
+        jar_cookie = cookies.header(url) if cookies is not None else None
+        if jar_cookie is not None and not any(k.lower() == "cookie" for k in headers):
+            hop_headers = {**headers, "Cookie": jar_cookie}  # a configured Cookie header wins
+        request = client.build_request(method, url, headers=hop_headers, content=content,
                                        timeout=per_phase)
         sent = time.perf_counter()
         response = await client.send(request, stream=True)
         try:
             response_s = time.perf_counter() - sent
+            if cookies is not None:
+                cookies.store(url, response.headers)
             location = response.headers.get("location")
             if response.status_code in REDIRECT_STATUSES and location is not None:
                 if len(hops) >= max_redirects:

@@ -29,6 +29,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from agent.baselines import BaselineStore
 from agent.config.schema import Config, PlannedCheck
 from agent.httpclient import HttpClients
 from agent.metrics.collectors import AgentMetrics
@@ -46,8 +47,10 @@ class CheckRunner:
 
     def __init__(self, clients: HttpClients, classifier: Classifier, latest: LatestResults,
                  metrics: AgentMetrics | None, concurrency: int,
-                 on_observation: ObservationHandler | None = None) -> None:
+                 on_observation: ObservationHandler | None = None,
+                 baselines: BaselineStore | None = None) -> None:
         self.clients = clients
+        self.baselines = baselines
         self.classifier = classifier
         self.latest = latest
         self.metrics = metrics
@@ -60,7 +63,8 @@ class CheckRunner:
             if scheduled_at is not None and self.metrics is not None:
                 self.metrics.lateness.observe(max(0.0, time.time() - scheduled_at))
             probe = PROBES[planned.check.type]
-            ctx = ProbeContext(self.clients, planned.site, planned.timeout)
+            ctx = ProbeContext(self.clients, planned.site, planned.timeout,
+                               baselines=self.baselines)
             result = await run_guarded(probe, planned.check, ctx)
         observation = self.classifier.observe(result)
         self.latest.put(observation)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.baselines import BaselineStore
 from agent.config.loader import load_config
 from agent.config.schema import Config, split_listen
 from agent.errors import ConfigError, StorewatchError
@@ -140,6 +141,7 @@ class Agent:
         """Run until ``stop()`` (or SIGTERM/SIGINT), or for ``duration`` seconds."""
         loop = asyncio.get_running_loop()
         self._prepare_state_dir()
+        self.runner.baselines = BaselineStore.open(self.config.agent.state_dir)
         self.server.start()
         self.scheduler.apply(self.config)
         self.metrics.config_loaded(True, len(self.config.planned_checks()))
@@ -165,6 +167,8 @@ class Agent:
                 loop.remove_signal_handler(sig)
             await self.scheduler.shutdown(DRAIN_SECONDS)
             await self.clients.aclose()
+            if self.runner.baselines is not None:
+                self.runner.baselines.close()
             self.server.stop()
             log.info("storewatch stopped")
 
@@ -173,9 +177,12 @@ async def check_once(config: Config, site: str | None = None) -> list[Observatio
     """Run every check (of ``site``, if given) once, concurrently within the global limit."""
     planned = [p for p in config.planned_checks() if site is None or p.site.name == site]
     clients = HttpClients(config.agent.user_agent)
+    baselines = BaselineStore.open(config.agent.state_dir)
     runner = CheckRunner(clients, Classifier(config), LatestResults(), None,
-                         config.agent.concurrency)
+                         config.agent.concurrency, baselines=baselines)
     try:
         return list(await asyncio.gather(*(runner.run(p) for p in planned)))
     finally:
         await clients.aclose()
+        if baselines is not None:
+            baselines.close()

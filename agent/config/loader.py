@@ -436,10 +436,12 @@ def _narrow(candidates: list[Any], data: Any) -> list[Any]:
 def _literals_match(model: type[pydantic.BaseModel], data: dict[Any, Any]) -> bool:
     for name, field in model.model_fields.items():
         key = field.alias or name
-        if not _has_key(data, key):
-            continue
         options = _alternatives(field.annotation)
         literals = [o for o in options if typing.get_origin(o) is typing.Literal]
+        if not _has_key(data, key):
+            if literals and field.is_required():
+                return False  # a required tag (e.g. ``type: checkout``) that is absent
+            continue
         if literals and len(literals) == len(options):
             allowed = {arg for lit in literals for arg in typing.get_args(lit)}
             if data[key] not in allowed:

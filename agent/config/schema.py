@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -157,9 +157,469 @@ class AvailabilityCheck(StrictModel):
                 raise ValueError(f"invalid CSS selector {value!r}: {exc}") from None
         return value
 
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return FindingKind.SITE_DOWN if self.role == "home" else FindingKind.PARTIAL_OUTAGE
 
-CheckSpec = AvailabilityCheck
-"""Every check type; becomes a discriminated union on ``type`` as check types are added."""
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        return self.path
+
+
+# --------------------------------------------------------------------------------------------
+# Commerce checks: step engine (checkout, feature), catalog, search/filter, integrity, security
+
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_JSON_PATH = re.compile(r"\.([A-Za-z_@][\w@-]*)|\[(\d+|\*)\]|\['([^']+)'\]")
+_ORDER_PLACING = (
+    re.compile(r"/guest-carts/[^/]+/(order|payment-information)\b"),
+    re.compile(r"/carts/mine/(order|payment-information)\b"),
+    re.compile(r"/wc/store(/v\d+)?/checkout\b"),
+    re.compile(r"placeOrder|place-order|/checkout/onepage/saveOrder", re.IGNORECASE),
+)
+
+
+def parse_json_path(path: str) -> tuple[str | int | None, ...]:
+    """``$.items[0].code`` → ``('items', 0, 'code')``; ``[*]`` is ``None`` (every element)."""
+    if not path.startswith("$"):
+        raise ValueError(f"JSON path {path!r} must start with '$'")
+    parts: list[str | int | None] = []
+    rest = path[1:]
+    while rest:
+        match = _JSON_PATH.match(rest)
+        if match is None:
+            raise ValueError(f"invalid JSON path {path!r} at {rest!r}")
+        key, index, quoted = match.groups()
+        parts.append(key if key is not None else quoted if quoted is not None
+                     else None if index == "*" else int(index))
+        rest = rest[match.end():]
+    return tuple(parts)
+
+
+def _valid_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    return pattern
+
+
+def _valid_selector(selector: str) -> str:
+    from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+    try:
+        HTMLParser("<html></html>").css_first(selector)
+    except Exception as exc:  # selectolax raises a bare ValueError/SelectolaxError
+        raise ValueError(f"invalid CSS selector {selector!r}: {exc}") from None
+    return selector
+
+
+def _valid_json_path(path: str) -> str:
+    parse_json_path(path)
+    return path
+
+
+def _site_path(value: str) -> str:
+    if not value.startswith("/") or value.startswith("//"):
+        raise ValueError(f"'{value}' must be a path on the site, starting with '/'")
+    return value
+
+
+Regex = Annotated[str, AfterValidator(_valid_regex)]
+Selector = Annotated[str, AfterValidator(_valid_selector)]
+JsonPath = Annotated[str, AfterValidator(_valid_json_path)]
+SitePath = Annotated[str, AfterValidator(_site_path)]
+"""A path on the site (``/...``); may contain ``{{ variables }}`` in step paths."""
+Status = Annotated[int, Field(ge=100, le=599)]
+
+
+class Extractor(StrictModel):
+    """Where a step captures a variable from its response: exactly one source."""
+
+    css: Selector | None = None
+    attribute: str | None = None
+    """With ``css``: the attribute to read (default: the element's text)."""
+    json_path: JsonPath | None = Field(default=None, alias="json")
+    regex: Regex | None = None
+    """First capture group if the pattern has one, else the whole match."""
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Extractor:
+        sources = [self.css, self.json_path, self.regex, self.header, self.cookie]
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError("give exactly one of css, json, regex, header, cookie")
+        if self.attribute is not None and self.css is None:
+            raise ValueError("attribute is only used with css")
+        return self
+
+
+class Counter(StrictModel):
+    """How to count items (products, results, methods) in a response: one way."""
+
+    css: Selector | None = None
+    json_path: JsonPath | None = Field(default=None, alias="json")
+    """Every value the path selects counts, e.g. ``$.products[*]``."""
+    json_ld: bool = False
+    """schema.org: ``ItemList.itemListElement`` entries, else distinct ``Product`` objects."""
+    header: str | None = None
+    """A response header holding the total, e.g. WooCommerce ``X-WP-Total``."""
+    regex: Regex | None = None
+    """Number of matches."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Counter:
+        ways = [self.css, self.json_path, self.header, self.regex]
+        given = sum(w is not None for w in ways) + int(self.json_ld)
+        if given != 1:
+            raise ValueError("give exactly one of css, json, json_ld, header, regex")
+        return self
+
+
+JSON_LD_COUNTER = Counter(json_ld=True)
+
+
+class JsonAssertion(StrictModel):
+    """A value at a JSON path: present, equal to a value, or at least a number."""
+
+    path: JsonPath
+    equals: str | int | float | bool | None = None
+    min: float | None = None
+
+
+class CountAssertion(Counter):
+    """At least ``min`` items counted one of the :class:`Counter` ways."""
+
+    min: int = Field(default=1, ge=0)
+
+
+class Expect(StrictModel):
+    """What a step's response must show; any miss fails the step."""
+
+    status: list[Status] | None = None
+    """Accepted statuses (default: any 2xx, after redirects)."""
+    contains: list[str] = Field(default_factory=list)
+    not_contains: list[str] = Field(default_factory=list)
+    matches: list[Regex] = Field(default_factory=list)
+    selector: list[Selector] = Field(default_factory=list)
+    json_values: list[JsonAssertion] = Field(default_factory=list, alias="json")
+    count: list[CountAssertion] = Field(default_factory=list)
+
+
+class Step(StrictModel):
+    """One HTTP request of a step check, run with the check's cookie jar."""
+
+    name: Name
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: SitePath | None = None
+    """Relative to the site; ``{{ var }}`` is replaced. Omit with ``submit_form``."""
+    submit_form: Selector | None = None
+    """Submit this form of the previous response: its action, method and inputs (hidden
+    tokens included), with ``form`` values on top."""
+    query: dict[str, str] = Field(default_factory=dict)
+    form: dict[str, str] | None = None
+    body_json: Any = Field(default=None, alias="json")
+    headers: dict[str, str] = Field(default_factory=dict)
+    extract: dict[str, Extractor] = Field(default_factory=dict)
+    expect: Expect = Field(default_factory=Expect)
+    kind: FindingKind | None = None
+    """What this step failing means (default: the check's ``kind``)."""
+    continue_on_failure: bool = False
+    """Run the later steps even when this one fails (e.g. a shipping estimate)."""
+
+    @model_validator(mode="after")
+    def _target(self) -> Step:
+        if (self.path is None) == (self.submit_form is None):
+            raise ValueError("give exactly one of path, submit_form")
+        if self.form is not None and self.body_json is not None:
+            raise ValueError("give at most one of form, json")
+        if self.path is not None and self.method != "GET":
+            for pattern in _ORDER_PLACING:
+                if pattern.search(self.path):
+                    raise ValueErrorAt(("path",), f"'{self.path}' places an order; storewatch "
+                                       "stops at the shipping/payment-method stage")
+        for var in self.extract:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+                raise ValueErrorAt(("extract", var), f"'{var}' is not a variable name")
+        return self
+
+    def variables_used(self) -> set[str]:
+        """Every ``{{ name }}`` this step refers to."""
+        texts = [self.path or "", *self.query.values(), *self.headers.values(),
+                 *(self.form or {}).values(), json_dumps_for_scan(self.body_json)]
+        return {m.group(1) for t in texts for m in _VARIABLE.finditer(t)}
+
+
+def json_dumps_for_scan(value: Any) -> str:
+    """A JSON body as text, for finding the variables it refers to."""
+    import json
+
+    return json.dumps(value) if value is not None else ""
+
+
+class MethodList(StrictModel):
+    """Payment or shipping methods listed in one step's response."""
+
+    step: Name | None = None
+    """Which step's response lists them (default: the last step)."""
+    css: Selector | None = None
+    attribute: str | None = None
+    """With ``css``: the attribute naming the method (default: its text)."""
+    json_path: JsonPath | None = Field(default=None, alias="json")
+    expected: list[str] = Field(default_factory=list)
+    """Methods that must be offered; missing ones while others remain is a degradation."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MethodList:
+        if (self.css is None) == (self.json_path is None):
+            raise ValueError("give exactly one of css, json")
+        return self
+
+
+class Recipe(StrictModel):
+    """Parameters of the site platform's ready-made guest checkout (see the README)."""
+
+    sku: str | None = None
+    """magento2: a simple product's SKU (a dedicated test SKU)."""
+    product_id: int | None = None
+    """woocommerce: the product's id."""
+    variant_id: int | None = None
+    """shopify: the variant id of the test product."""
+    product_path: SitePath | None = None
+    """generic: the test product's page, holding the add-to-cart form."""
+    add_to_cart_form: Selector = "form#product_addtocart_form, form.cart, form[action*='cart']"
+    cart_path: SitePath = "/cart"
+    cart_item: Selector = ".cart-item, tr.item-info, .woocommerce-cart-form__cart-item"
+    checkout_path: SitePath = "/checkout"
+    payment_method: Selector = ".payment-method"
+    payment_attribute: str | None = "data-code"
+    shipping_method: Selector = "input[name='shipping_method']"
+    country: str = "US"
+    postcode: str = "90001"
+    expected_payment: list[str] = Field(default_factory=list)
+
+
+class StepsCheck(StrictModel):
+    """A transaction: HTTP steps with one cookie jar per run, variables flowing between them."""
+
+    type: Literal["checkout"]
+    name: Name
+    kind: FindingKind = FindingKind.CHECKOUT_BROKEN
+    """What a failing step means unless the step says otherwise."""
+    vars: dict[str, str] = Field(default_factory=dict)
+    """Constants usable as ``{{ name }}`` (e.g. the test SKU)."""
+    steps: list[Step] = Field(default_factory=list)
+    recipe: Recipe | None = None
+    """Instead of ``steps``: the site platform's guest flow from a few parameters."""
+    payment: MethodList | None = None
+    shipping: MethodList | None = None
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _steps_or_recipe(self) -> StepsCheck:
+        if bool(self.steps) == (self.recipe is not None):
+            raise ValueError("give either steps or recipe")
+        known = set(self.vars)
+        names: set[str] = set()
+        for i, step in enumerate(self.steps):
+            if step.name in names:
+                raise ValueErrorAt(("steps", i, "name"), f"duplicate step name '{step.name}'")
+            names.add(step.name)
+            missing = sorted(step.variables_used() - known)
+            if missing:
+                raise ValueErrorAt(("steps", i), f"variable '{missing[0]}' is not set by vars "
+                                   "or by an earlier step's extract")
+            known |= set(step.extract)
+        for field_name in ("payment", "shipping"):
+            methods = getattr(self, field_name)
+            if methods is not None and methods.step is not None and self.steps and \
+                    methods.step not in names:
+                raise ValueErrorAt((field_name, "step"), f"no step named '{methods.step}'")
+        return self
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return self.kind
+
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        first = self.steps[0].path if self.steps else None
+        return first or "/"
+
+
+class FeatureCheck(StepsCheck):
+    """A small feature (reviews, wishlist, newsletter) as steps: ``minor_feature_broken``."""
+
+    type: Literal["feature"]  # type: ignore[assignment]
+    kind: FindingKind = FindingKind.MINOR_FEATURE_BROKEN
+
+
+class CatalogCheck(StrictModel):
+    """Products are there: expected SKUs/handles/URLs, a minimum count, and no sudden drop."""
+
+    type: Literal["catalog"]
+    name: Name
+    pages: list[SitePath] = Field(default_factory=list)
+    """Listing pages (or JSON API paths) whose products are counted and summed."""
+    category: str | None = None
+    """Instead of ``pages``: the platform preset for this category (path, handle or id)."""
+    count: Counter = JSON_LD_COUNTER
+    min_count: int = Field(default=1, ge=0)
+    expected: list[str] = Field(default_factory=list)
+    """SKUs, handles or URLs that must appear on the pages (or on ``expected_in``)."""
+    expected_in: list[SitePath] = Field(default_factory=list)
+    """Extra pages searched for ``expected`` but not counted, e.g. ``/sitemap.xml``."""
+    max_drop: float = Field(default=0.3, gt=0, lt=1)
+    """A count more than this share below the recent median is a finding."""
+    baseline_runs: int = Field(default=10, ge=1, le=1000)
+    """How many recent counts the median is taken over."""
+    max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _pages_or_category(self) -> CatalogCheck:
+        if bool(self.pages) == (self.category is not None):
+            raise ValueError("give either pages or category")
+        return self
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return FindingKind.CATALOG_MISSING
+
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        return self.pages[0] if self.pages else "/"
+
+
+class Query(StrictModel):
+    """One known search or filter URL and what it must return."""
+
+    path: SitePath | None = None
+    term: str | None = None
+    """Instead of ``path``: the platform preset's search for this term."""
+    min_results: int = Field(default=1, ge=0)
+    expected: str | None = None
+    """A SKU/handle/URL that must appear among the results."""
+
+    @model_validator(mode="after")
+    def _path_or_term(self) -> Query:
+        if (self.path is None) == (self.term is None):
+            raise ValueError("give exactly one of path, term")
+        return self
+
+
+class SearchCheck(StrictModel):
+    """Known queries return at least N results; zero results is ``search_broken``."""
+
+    type: Literal["search"]
+    name: Name
+    queries: list[Query] = Field(min_length=1)
+    count: Counter | None = None
+    """Default: the platform preset's way (generic: schema.org JSON-LD)."""
+    max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return FindingKind.SEARCH_BROKEN
+
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        return self.queries[0].path or "/"
+
+
+class FilterCheck(SearchCheck):
+    """Known filter URLs (layered navigation) return at least N results: ``filter_broken``."""
+
+    type: Literal["filter"]  # type: ignore[assignment]
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return FindingKind.FILTER_BROKEN
+
+
+class IntegrityCheck(StrictModel):
+    """200-but-broken pages: platform error text, empty main content, unreachable assets."""
+
+    type: Literal["integrity"]
+    name: Name
+    pages: list[SitePath] = Field(default_factory=lambda: ["/"], min_length=1)
+    main_selector: Selector | None = None
+    """An element that must be present and non-empty (e.g. ``main#maincontent``)."""
+    error_markers: list[str] = Field(default_factory=list)
+    """Extra text that means an error page, besides the built-in platform signatures."""
+    check_assets: bool = True
+    max_assets: int = Field(default=20, ge=0, le=200)
+    """Stylesheets and scripts on the site's own host checked per run (each once)."""
+    max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return FindingKind.PAGE_CORRUPTED
+
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        return self.pages[0]
+
+
+DEFAULT_DEFACEMENT_MARKERS = ("hacked by", "defaced by", "h4ck3d", "owned by hacker",
+                              "your site has been hacked")
+
+
+class SecurityCheck(StrictModel):
+    """Script origins on sensitive pages against an allowlist and a learned baseline."""
+
+    type: Literal["security"]
+    name: Name
+    pages: list[SitePath] = Field(default_factory=lambda: ["/"], min_length=1)
+    allow: list[str] = Field(default_factory=list)
+    """Allowed script origins (``https://cdn.example.com``, ``*.example.com``); the site's own
+    origin is always allowed."""
+    learn_runs: int = Field(default=3, ge=0, le=1000)
+    """The first runs learn every origin they see; later unknown origins are findings."""
+    defacement_markers: list[str] = Field(default_factory=lambda: list(DEFAULT_DEFACEMENT_MARKERS))
+    max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+    @field_validator("allow")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            host = origin.split("://", 1)[-1]
+            if not host or "/" in host.rstrip("/"):
+                raise ValueError(f"'{origin}' is not an origin (scheme://host or *.domain)")
+        return value
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return FindingKind.PARTIAL_OUTAGE
+
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        return self.pages[0]
+
+
+def _check_type(value: object) -> object:
+    if isinstance(value, dict) and "type" not in value:
+        return {**value, "type": "availability"}
+    return value
+
+
+CheckSpec = Annotated[
+    AvailabilityCheck | StepsCheck | FeatureCheck | CatalogCheck | SearchCheck | FilterCheck
+    | IntegrityCheck | SecurityCheck,
+    Field(discriminator="type"),
+]
+"""Every check type, told apart by ``type`` (``availability`` when absent)."""
 
 
 class Site(StrictModel):
@@ -198,6 +658,21 @@ class Site(StrictModel):
     def _unique_check_names(cls, value: list[CheckSpec]) -> list[CheckSpec]:
         _require_unique([c.name for c in value], "check")
         return value
+
+    @field_validator("checks", mode="before")
+    @classmethod
+    def _default_check_type(cls, value: object) -> object:
+        return [_check_type(c) for c in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _presets_fit_platform(self) -> Site:
+        from agent.probes.recipes import recipe_problem
+
+        for i, check in enumerate(self.checks):
+            problem = recipe_problem(self.platform, check)
+            if problem is not None:
+                raise ValueErrorAt(("checks", i, *problem[0]), problem[1])
+        return self
 
 
 class ClassifierSettings(StrictModel):

@@ -2,10 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from agent.config.schema import (
+    AvailabilityCheck,
+    CatalogCheck,
+    CheckSpec,
+    IntegrityCheck,
+    SearchCheck,
+    SecurityCheck,
+    StepsCheck,
+)
 from agent.probes.availability import probe_availability
-from agent.probes.base import Probe
+from agent.probes.base import Probe, ProbeContext, ProbeResult
+from agent.probes.catalog import probe_catalog
+from agent.probes.checkout import probe_steps
+from agent.probes.integrity import probe_integrity
+from agent.probes.search import probe_search
+from agent.probes.security import probe_security
+
+S = TypeVar("S")
+
+
+def _for(spec_type: type[S], probe: Callable[[S, ProbeContext], Awaitable[ProbeResult]]) -> Probe:
+    """``probe`` as a registry entry that accepts only its own spec type."""
+
+    async def run(spec: CheckSpec, ctx: ProbeContext) -> ProbeResult:
+        if not isinstance(spec, spec_type):
+            raise TypeError(f"{probe.__name__} cannot run a {type(spec).__name__}")
+        return await probe(spec, ctx)
+
+    run.__name__ = probe.__name__
+    return run
+
 
 PROBES: dict[str, Probe] = {
-    "availability": probe_availability,
+    "availability": _for(AvailabilityCheck, probe_availability),
+    "checkout": _for(StepsCheck, probe_steps),
+    "feature": _for(StepsCheck, probe_steps),
+    "catalog": _for(CatalogCheck, probe_catalog),
+    "search": _for(SearchCheck, probe_search),
+    "filter": _for(SearchCheck, probe_search),
+    "integrity": _for(IntegrityCheck, probe_integrity),
+    "security": _for(SecurityCheck, probe_security),
 }
 """Check ``type`` in the config → the probe that runs it."""

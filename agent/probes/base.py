@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from agent.baselines import BaselineStore
 from agent.config.schema import CheckSpec, Site
 from agent.httpclient import HttpClients
 from classifier import Evidence, Finding, FindingKind
@@ -50,6 +51,8 @@ class ProbeContext:
     site: Site
     timeout: float
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    baselines: BaselineStore | None = None
+    """Recent counts and learned script origins (None: the state dir is not usable)."""
 
 
 class Probe(Protocol):
@@ -60,7 +63,7 @@ class Probe(Protocol):
 
 def failure_kind(spec: CheckSpec) -> FindingKind:
     """The finding kind a check's total failure means (a deadline, a crash of the probe)."""
-    return FindingKind.SITE_DOWN if spec.role == "home" else FindingKind.PARTIAL_OUTAGE
+    return spec.failure_kind()
 
 
 async def run_guarded(probe: Probe, spec: CheckSpec, ctx: ProbeContext) -> ProbeResult:
@@ -82,7 +85,7 @@ async def run_guarded(probe: Probe, spec: CheckSpec, ctx: ProbeContext) -> Probe
     finding = Finding(
         site=ctx.site.name, check=spec.name, kind=failure_kind(spec), summary=summary,
         observed_at=started_at,
-        evidence=Evidence(url=ctx.site.base_url + spec.path, timings={"total": elapsed},
+        evidence=Evidence(url=ctx.site.base_url + spec.first_path(), timings={"total": elapsed},
                           details=details),
     )
     return ProbeResult(site=ctx.site.name, check=spec.name, success=False, duration_s=elapsed,

@@ -124,7 +124,7 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 def test_validate_ok() -> None:
     proc = storewatch("validate", "-c", str(DEMO_CONFIG))
     assert proc.returncode == 0
-    assert proc.stdout == f"{DEMO_CONFIG}: ok (1 sites, 3 checks)\n"
+    assert proc.stdout == f"{DEMO_CONFIG}: ok (1 sites, 11 checks)\n"
 
 
 def test_demo_store_rejects_unknown_fault() -> None:

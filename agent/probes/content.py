@@ -1,0 +1,139 @@
+"""Reading a response the way the commerce probes need: JSON paths, CSS, schema.org JSON-LD,
+item counts, and the error signatures of shop platforms."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+from agent.config.schema import Counter, parse_json_path
+from agent.httpclient import FetchResult
+
+ERROR_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("Magento", re.compile(r"There has been an error processing your request|"
+                           r"Exception printing is disabled by default|Error log record number")),
+    ("Magento", re.compile(r"\bmain\.CRITICAL\b|Magento\\Framework\\Exception")),
+    ("WordPress", re.compile(r"There has been a critical error on this website|"
+                             r"Error establishing a database connection")),
+    ("WooCommerce", re.compile(r"WC_Data_Exception|woocommerce_rest_\w+_error\b")),
+    ("Shopify Liquid", re.compile(r"Liquid (syntax )?error", re.IGNORECASE)),
+    ("PHP", re.compile(r"(Fatal error|Parse error|Warning|Notice|Deprecated)</b>?:\s.*? in "
+                       r"\S+\.php|PHP (Fatal error|Warning|Parse error):")),
+    ("framework debug page", re.compile(r"Whoops! There was an error|Traceback \(most recent "
+                                        r"call last\)|Symfony\\Component\\ErrorHandler|"
+                                        r"<title>[^<]*(DoesNotExist|Exception)[^<]*</title>")),
+)
+
+
+def error_signature(text: str, extra: tuple[str, ...] | list[str] = ()) -> str | None:
+    """The platform whose error page ``text`` shows (or the extra marker found), else None."""
+    for platform, pattern in ERROR_SIGNATURES:
+        if pattern.search(text):
+            return platform
+    for marker in extra:
+        if marker in text:
+            return f"marker {marker!r}"
+    return None
+
+
+def parse_json(res: FetchResult) -> Any:
+    """The body as JSON (``None`` when it is not JSON)."""
+    try:
+        return json.loads(res.body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+_MISSING = object()
+
+
+def json_path_values(doc: Any, path: str) -> list[Any]:
+    """Every value ``path`` selects in ``doc`` (``[*]`` fans out over lists)."""
+    current: list[Any] = [doc]
+    for part in parse_json_path(path):
+        following: list[Any] = []
+        for value in current:
+            if part is None:
+                if isinstance(value, list):
+                    following.extend(value)
+                elif isinstance(value, dict):
+                    following.extend(value.values())
+            elif isinstance(part, int):
+                if isinstance(value, list) and -len(value) <= part < len(value):
+                    following.append(value[part])
+            elif isinstance(value, dict) and part in value:
+                following.append(value[part])
+        current = following
+    return current
+
+
+def scalar_text(value: Any) -> str:
+    """A JSON value as a template variable: strings as they are, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def json_ld_objects(tree: HTMLParser) -> list[dict[str, Any]]:
+    """Every JSON object in the page's ``application/ld+json`` blocks (``@graph`` flattened)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            found.append(value)
+            if "@graph" in value:
+                walk(value["@graph"])
+
+    for node in tree.css('script[type="application/ld+json"]'):
+        try:
+            walk(json.loads(node.text() or ""))
+        except ValueError:
+            continue
+    return found
+
+
+def _is_type(obj: dict[str, Any], name: str) -> bool:
+    kind = obj.get("@type")
+    return kind == name or (isinstance(kind, list) and name in kind)
+
+
+def json_ld_count(tree: HTMLParser) -> int:
+    """Products on a page by schema.org: ItemList entries, else distinct Product objects."""
+    objects = json_ld_objects(tree)
+    lists = [o for o in objects if _is_type(o, "ItemList")]
+    if lists:
+        return sum(len(o.get("itemListElement") or []) for o in lists)
+    keys = {str(o.get("@id") or o.get("url") or o.get("sku") or id(o))
+            for o in objects if _is_type(o, "Product")}
+    return len(keys)
+
+
+def count_items(res: FetchResult, counter: Counter) -> int | None:
+    """Items in ``res`` counted ``counter``'s way (None: the response cannot be counted)."""
+    if counter.header is not None:
+        raw = res.headers.get(counter.header, "").strip()
+        return int(raw) if raw.isdigit() else None
+    if counter.json_path is not None:
+        doc = parse_json(res)
+        return None if doc is None else len(json_path_values(doc, counter.json_path))
+    text = res.text()
+    if counter.regex is not None:
+        return len(re.findall(counter.regex, text))
+    tree = HTMLParser(text)
+    if counter.css is not None:
+        return len(tree.css(counter.css))
+    return json_ld_count(tree)
+
+
+def css_values(text: str, selector: str, attribute: str | None) -> list[str]:
+    """Text (or ``attribute``) of every element ``selector`` matches."""
+    values = []
+    for node in HTMLParser(text).css(selector):
+        value = node.attributes.get(attribute) if attribute else node.text(strip=True)
+        if value is not None:
+            values.append(value)
+    return values

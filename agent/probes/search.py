@@ -1,0 +1,59 @@
+"""Search and filters: known queries (or filter URLs) return at least N results.
+
+Results are counted like catalog listings. Too few results is ``search_broken`` (``filter_broken``
+for a filter check); a results page that shows a platform error instead is ``page_corrupted``.
+A search answered by a redirect to a single product (WooCommerce does this) counts as 1 result.
+"""
+
+from __future__ import annotations
+
+import time
+
+from agent.config.schema import JSON_LD_COUNTER, Counter, SearchCheck
+from agent.httpclient import FetchResult
+from agent.probes.base import ProbeContext, ProbeResult, StepTiming
+from agent.probes.content import count_items, error_signature
+from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
+from agent.probes.recipes import search_preset
+from classifier import Evidence, FindingKind
+
+
+async def probe_search(spec: SearchCheck, ctx: ProbeContext) -> ProbeResult:
+    """Run each known query and count its results."""
+    start = time.perf_counter()
+    kind = spec.failure_kind()
+    out = Findings(ctx.site.name, spec.name, ctx.now())
+    fetcher = PageFetcher(ctx, int(spec.max_body_bytes))
+    timings: list[StepTiming] = []
+    for i, query in enumerate(spec.queries):
+        counter: Counter = spec.count or JSON_LD_COUNTER
+        path = query.path
+        if query.term is not None:
+            path, preset = search_preset(ctx.site.platform, query.term)
+            counter = spec.count or preset
+        assert path is not None  # the config requires path or term
+        res = await fetcher.get(path)
+        timings.append(StepTiming(f"query-{i + 1}", elapsed(res)))
+        if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
+            out.add(kind, f"{path} failed: {why_not_ok(res)}",
+                    Evidence(url=fetcher.url(path), status=getattr(res, "status", None)))
+            continue
+        text = res.text()
+        got = count_items(res, counter) or 0
+        if got == 0 and res.redirects:
+            got = 1
+        evidence = Evidence(url=res.url, status=res.status, excerpt=text[:300] or None,
+                            details={"results": str(got)})
+        if got < query.min_results:
+            signature = error_signature(text)
+            if signature is not None:
+                out.add(FindingKind.PAGE_CORRUPTED,
+                        f"{path} shows a {signature} error instead of results", evidence)
+            else:
+                out.add(kind, f"{path} returned {got} results, expected at least "
+                              f"{query.min_results}", evidence, results=float(got))
+        elif query.expected is not None and query.expected not in text:
+            out.add(kind, f"{path}: {query.expected} is not among the {got} results", evidence)
+    return ProbeResult(site=ctx.site.name, check=spec.name, success=not out.items,
+                       duration_s=time.perf_counter() - start, started_at=out.observed_at,
+                       steps=tuple(timings), findings=tuple(out.items))

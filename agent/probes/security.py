@@ -1,0 +1,134 @@
+"""Skimmer and defacement detection on sensitive pages (cart, checkout, product).
+
+Collects script origins (external ``src`` and URLs in obvious inline loaders) and compares them
+with the allowlist (the site's own origin always included) plus the learned baseline: the first
+``learn_runs`` runs learn every origin they see, later unknown origins are ``security_breach``
+(L1) naming the origin and the pages. Without a usable state directory nothing is learned and
+the allowlist alone decides. Defacement text markers are ``security_breach`` too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from urllib.parse import urljoin, urlsplit
+
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+from agent.config.schema import SecurityCheck
+from agent.httpclient import FetchResult
+from agent.probes.base import ProbeContext, ProbeResult, StepTiming
+from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
+from classifier import Evidence, FindingKind
+
+_LOADER = re.compile(r"createElement\(\s*['\"]script|\.src\s*=|document\.write|\bimport\(|"
+                     r"\$\.getScript|\.setAttribute\(\s*['\"]src", re.IGNORECASE)
+_URL = re.compile(r"(?:https?:)?//([A-Za-z0-9.-]+(?::\d+)?)", re.IGNORECASE)
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute URL (None for anything else)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1].lower()}"
+
+
+def script_origins(page_url: str, text: str) -> set[str]:
+    """Origins a page loads scripts from: ``<script src>`` and URLs in inline loaders."""
+    tree = HTMLParser(text)
+    found: set[str] = set()
+    for node in tree.css("script"):
+        src = node.attributes.get("src")
+        if src:
+            origin = origin_of(urljoin(page_url, src))
+            if origin is not None:
+                found.add(origin)
+            continue
+        body = node.text() or ""
+        if _LOADER.search(body):
+            scheme = urlsplit(page_url).scheme
+            for match in _URL.finditer(body):
+                url = match.group(0)
+                origin = origin_of(url if not url.startswith("//") else f"{scheme}:{url}")
+                if origin is not None:
+                    found.add(origin)
+    return found
+
+
+def allowed(origin: str, allow: list[str], own: str) -> bool:
+    """Whether the allowlist (``self``, ``scheme://host``, ``host``, ``*.domain``) covers it."""
+    if origin == own:
+        return True
+    host = urlsplit(origin).hostname or ""
+    for entry in allow:
+        if entry == "self":
+            continue
+        if entry.startswith("*."):
+            if host.endswith(entry[1:]) or host == entry[2:]:
+                return True
+        elif "://" in entry:
+            if origin == entry.rstrip("/").lower():
+                return True
+        elif host == entry.lower():
+            return True
+    return False
+
+
+async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
+    """Find script origins nobody allowed and defacement text on the check's pages."""
+    start = time.perf_counter()
+    site = ctx.site
+    out = Findings(site.name, spec.name, ctx.now())
+    fetcher = PageFetcher(ctx, int(spec.max_body_bytes))
+    own = origin_of(site.base_url) or site.base_url
+    timings: list[StepTiming] = []
+    seen: dict[str, list[str]] = {}
+    for path in spec.pages:
+        res = await fetcher.get(path)
+        timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
+        if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
+            out.add(FindingKind.PARTIAL_OUTAGE,
+                    f"page {path} could not be checked for scripts: {why_not_ok(res)}",
+                    Evidence(url=fetcher.url(path)))
+            continue
+        text = res.text()
+        for origin in script_origins(res.url, text):
+            seen.setdefault(origin, []).append(path)
+        lowered = text.lower()
+        for marker in spec.defacement_markers:
+            at = lowered.find(marker.lower())
+            if at >= 0:
+                out.add(FindingKind.SECURITY_BREACH, f"defacement text {marker!r} on {path}",
+                        Evidence(url=res.url, status=res.status,
+                                 excerpt=text[max(0, at - 80):at + 220]))
+    unknown = {o: p for o, p in seen.items() if not allowed(o, spec.allow, own)}
+    learning = await _learn(ctx, spec, set(unknown))
+    if not learning:
+        learned = (await asyncio.to_thread(ctx.baselines.origins, site.name, spec.name)
+                   if ctx.baselines is not None else set())
+        for origin, pages in sorted(unknown.items()):
+            if origin not in learned:
+                out.add(FindingKind.SECURITY_BREACH,
+                        f"script from unknown origin {origin} on {', '.join(pages)}",
+                        Evidence(url=fetcher.url(pages[0]),
+                                 details={"origin": origin, "pages": ",".join(pages)}))
+    return ProbeResult(site=site.name, check=spec.name, success=not out.items,
+                       duration_s=time.perf_counter() - start, started_at=out.observed_at,
+                       steps=tuple(timings),
+                       measurements={"script_origins": float(len(seen))},
+                       findings=tuple(out.items))
+
+
+async def _learn(ctx: ProbeContext, spec: SecurityCheck, unknown: set[str]) -> bool:
+    """Count this run; while it is one of the first ``learn_runs``, learn ``unknown``."""
+    store = ctx.baselines
+    if store is None or spec.learn_runs == 0:
+        return False
+    before = await asyncio.to_thread(store.count_run, ctx.site.name, spec.name)
+    if before >= spec.learn_runs:
+        return False
+    await asyncio.to_thread(store.learn_origins, ctx.site.name, spec.name, unknown,
+                            ctx.now().timestamp())
+    return True

@@ -1,0 +1,283 @@
+"""The step engine: a list of HTTP steps run with one cookie jar, variables flowing between them.
+
+Each step renders ``{{ var }}`` into its request, sends it through the shared client stack
+(deadline, body cap, bounded redirects), checks its assertions, then captures variables with its
+extractors. The first failing step ends the run unless it says ``continue_on_failure``. A failure
+is reported as the step's finding kind, except that a 2xx page showing a platform's error page
+instead of its content is ``page_corrupted`` (the page is broken, not the step's function).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode, urljoin, urlsplit
+
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+from agent.config.schema import Expect, Extractor, Site, Step, StepsCheck
+from agent.cookies import RunCookies
+from agent.httpclient import FetchError, FetchResult, fetch
+from agent.probes.base import ProbeContext, StepTiming
+from agent.probes.content import (
+    count_items,
+    error_signature,
+    json_path_values,
+    parse_json,
+    scalar_text,
+)
+from classifier import Evidence, Finding, FindingKind
+
+EXCERPT_CHARS = 300
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+@dataclass
+class StepRun:
+    """What one run of a step list saw: responses by step, timings, variables, findings."""
+
+    site: str
+    check: str
+    started_at: datetime
+    responses: dict[str, FetchResult] = field(default_factory=dict)
+    timings: list[StepTiming] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    failed: set[str] = field(default_factory=set)
+
+    def add(self, kind: FindingKind, summary: str, evidence: Evidence) -> None:
+        """Record a finding of this run."""
+        self.findings.append(Finding(self.site, self.check, kind, summary, self.started_at,
+                                     evidence))
+
+
+def render(text: str, variables: Mapping[str, str]) -> str:
+    """``text`` with every ``{{ name }}`` replaced (names are checked by the config)."""
+    return _VARIABLE.sub(lambda m: variables.get(m.group(1), ""), text)
+
+
+def _render_json(value: Any, variables: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        return render(value, variables)
+    if isinstance(value, list):
+        return [_render_json(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: _render_json(v, variables) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: bytes | None
+
+
+async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> StepRun:
+    """Run ``steps`` in order with one cookie jar; never raises for the storefront's faults."""
+    site = ctx.site
+    run = StepRun(site.name, spec.name, ctx.now(), variables=dict(spec.vars))
+    jar = RunCookies()
+    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
+    deadline = time.perf_counter() + ctx.timeout
+    previous: FetchResult | None = None
+    for step in steps:
+        kind = step.kind or spec.kind
+        request = _build_request(step, site, run.variables, previous)
+        if isinstance(request, str):
+            run.add(kind, f"step '{step.name}': {request}",
+                    Evidence(url=previous.url if previous else None, details={"step": step.name}))
+            run.failed.add(step.name)
+            if step.continue_on_failure:
+                continue
+            break
+        remaining = max(0.05, deadline - time.perf_counter())
+        outcome = await fetch(client, request.url, method=request.method, headers=request.headers,
+                              content=request.content, timeout=remaining,
+                              max_body_bytes=int(spec.max_body_bytes),
+                              max_redirects=spec.max_redirects, cookies=jar)
+        if isinstance(outcome, FetchError):
+            run.timings.append(StepTiming(step.name, outcome.elapsed_s))
+            run.add(kind, f"step '{step.name}': {outcome.message}",
+                    Evidence(url=outcome.url, timings={step.name: outcome.elapsed_s},
+                             details={"step": step.name, "failure": outcome.failure.value}))
+            run.failed.add(step.name)
+            if step.continue_on_failure:
+                continue
+            break
+        run.timings.append(StepTiming(step.name, outcome.total_s))
+        run.responses[step.name] = outcome
+        previous = outcome
+        problems, status_ok = _judge(step.expect, outcome)
+        if not problems:
+            problems = _extract(step.extract, outcome, jar, run.variables)
+        if problems:
+            _report_step(run, step.name, kind, outcome, problems, status_ok)
+            run.failed.add(step.name)
+            if not step.continue_on_failure:
+                break
+    return run
+
+
+def _report_step(run: StepRun, name: str, kind: FindingKind, res: FetchResult,
+                 problems: list[str], status_ok: bool) -> None:
+    text = res.text()
+    signature = error_signature(text) if status_ok and 200 <= res.status < 300 else None
+    summary = f"step '{name}': " + "; ".join(problems)
+    if signature is not None:
+        kind = FindingKind.PAGE_CORRUPTED
+        summary += f" (the page shows a {signature} error instead of its content)"
+    if res.truncated:
+        summary += f" (body truncated at {len(res.body)} bytes)"
+    run.add(kind, summary, Evidence(url=res.url, status=res.status,
+                                    excerpt=text[:EXCERPT_CHARS] or None,
+                                    timings={name: res.total_s}, details={"step": name}))
+
+
+def _build_request(step: Step, site: Site, variables: Mapping[str, str],
+                   previous: FetchResult | None) -> _Request | str:
+    headers = {k: render(v, variables) for k, v in step.headers.items()}
+    method: str = step.method
+    fields = {k: render(v, variables) for k, v in (step.form or {}).items()}
+    if step.submit_form is not None:
+        if previous is None:
+            return "submit_form needs a previous step's page"
+        form = HTMLParser(previous.text()).css_first(step.submit_form)
+        if form is None:
+            return f"no form matches {step.submit_form!r} on {previous.url}"
+        url = urljoin(previous.url, form.attributes.get("action") or previous.url)
+        if urlsplit(url).hostname != urlsplit(site.base_url).hostname:
+            return f"form posts to another host ({urlsplit(url).hostname})"
+        method = (form.attributes.get("method") or "GET").upper()
+        fields = {**_form_fields(form), **fields}
+    else:
+        url = site.base_url + render(step.path or "/", variables)
+    query = {k: render(v, variables) for k, v in step.query.items()}
+    content: bytes | None = None
+    if method == "GET" and step.submit_form is not None and fields:
+        query = {**fields, **query}
+    elif step.form is not None or step.submit_form is not None:
+        content = urlencode(fields).encode()
+        headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+    elif step.body_json is not None:
+        content = json.dumps(_render_json(step.body_json, variables)).encode()
+        headers.setdefault("Content-Type", "application/json")
+    if query:
+        url += ("&" if "?" in url else "?") + urlencode(query)
+    headers.setdefault("Accept", "application/json, text/html;q=0.9, */*;q=0.8")
+    return _Request(method, url, headers, content)
+
+
+def _form_fields(form: Any) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for node in form.css("input[name], select[name], textarea[name]"):
+        name = node.attributes.get("name") or ""
+        kind = (node.attributes.get("type") or "text").lower()
+        if node.tag == "input":
+            if kind in ("submit", "button", "image", "file", "reset"):
+                continue
+            if kind in ("checkbox", "radio") and "checked" not in node.attributes:
+                continue
+            fields[name] = node.attributes.get("value") or ("on" if kind == "checkbox" else "")
+        elif node.tag == "select":
+            option = node.css_first("option[selected]") or node.css_first("option")
+            if option is not None:
+                fields[name] = option.attributes.get("value") or option.text(strip=True)
+        else:
+            fields[name] = node.text()
+    return fields
+
+
+def _judge(expect: Expect, res: FetchResult) -> tuple[list[str], bool]:
+    """Problems with ``res`` against ``expect``, and whether its status was acceptable."""
+    if expect.status is not None:
+        if res.status not in expect.status:
+            wanted = ",".join(str(s) for s in expect.status)
+            return [f"HTTP {res.status} (expected {wanted})"], False
+    elif not 200 <= res.status < 300:
+        return [f"HTTP {res.status} (expected 2xx)"], False
+    text = res.text()
+    problems = [f"missing text {s!r}" for s in expect.contains if s not in text]
+    problems += [f"unwanted text {s!r}" for s in expect.not_contains if s in text]
+    problems += [f"no match for /{p}/" for p in expect.matches if not re.search(p, text)]
+    if expect.selector:
+        tree = HTMLParser(text)
+        problems += [f"no element matches {s!r}" for s in expect.selector
+                     if tree.css_first(s) is None]
+    if expect.json_values:
+        doc = parse_json(res)
+        for check in expect.json_values:
+            values = json_path_values(doc, check.path) if doc is not None else []
+            if not values:
+                problems.append(f"no JSON value at {check.path}")
+            elif check.equals is not None and values[0] != check.equals:
+                problems.append(f"{check.path} is {scalar_text(values[0])}, expected "
+                                f"{scalar_text(check.equals)}")
+            elif check.min is not None and not _at_least(values[0], check.min):
+                problems.append(f"{check.path} is {scalar_text(values[0])}, expected at least "
+                                f"{check.min:g}")
+    for count in expect.count:
+        got = count_items(res, count)
+        if got is None or got < count.min:
+            problems.append(f"found {got if got is not None else 'no countable'} items, "
+                            f"expected at least {count.min}")
+    return problems, True
+
+
+def _at_least(value: Any, minimum: float) -> bool:
+    try:
+        return float(value) >= minimum
+    except (TypeError, ValueError):
+        return False
+
+
+def _extract(extractors: Mapping[str, Extractor], res: FetchResult, jar: RunCookies,
+             variables: dict[str, str]) -> list[str]:
+    problems = []
+    for name, ex in extractors.items():
+        value = extract_value(ex, res, jar)
+        if value is None:
+            problems.append(f"could not extract '{name}' ({_describe(ex)})")
+        else:
+            variables[name] = value
+    return problems
+
+
+def extract_value(ex: Extractor, res: FetchResult, jar: RunCookies) -> str | None:
+    """The value ``ex`` captures from ``res`` (None when absent or empty)."""
+    value: str | None = None
+    if ex.css is not None:
+        node = HTMLParser(res.text()).css_first(ex.css)
+        if node is not None:
+            value = node.attributes.get(ex.attribute) if ex.attribute else node.text(strip=True)
+    elif ex.json_path is not None:
+        doc = parse_json(res)
+        found = json_path_values(doc, ex.json_path) if doc is not None else []
+        value = scalar_text(found[0]) if found and found[0] is not None else None
+    elif ex.regex is not None:
+        match = re.search(ex.regex, res.text())
+        if match is not None:
+            value = match.group(1) if match.groups() else match.group(0)
+    elif ex.header is not None:
+        value = res.headers.get(ex.header)
+    elif ex.cookie is not None:
+        value = jar.get(ex.cookie)
+    return value or None
+
+
+def _describe(ex: Extractor) -> str:
+    if ex.css is not None:
+        return f"css {ex.css!r}" + (f" @{ex.attribute}" if ex.attribute else "")
+    if ex.json_path is not None:
+        return f"json {ex.json_path}"
+    if ex.regex is not None:
+        return f"regex /{ex.regex}/"
+    if ex.header is not None:
+        return f"header {ex.header}"
+    return f"cookie {ex.cookie}"

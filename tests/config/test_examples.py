@@ -1,0 +1,25 @@
+"""The example configs under config/examples load and use the check types they show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config.loader import load_config
+from agent.config.schema import Config
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_is_valid(path: Path) -> None:
+    config = load_config(path, Config, env={})
+    site = config.sites[0]
+    assert site.platform == path.stem
+    assert {"checkout", "catalog", "search", "integrity", "security"} <= {
+        c.type for c in site.checks}
+
+
+def test_one_example_per_platform() -> None:
+    assert [p.stem for p in EXAMPLES] == ["generic", "magento2", "shopify", "woocommerce"]
