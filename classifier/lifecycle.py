@@ -62,7 +62,11 @@ class Policy:
     """Confirmation, recovery, flapping and reminder settings of one check."""
 
     confirm: int | None = None
-    """Consecutive failing runs to open; None: 2 for L1, 3 for other levels."""
+    """Consecutive failing runs to open, whatever the level (a per-check override)."""
+    confirm_l1: int = 2
+    """Consecutive failing runs to open an L1 incident (when ``confirm`` is None)."""
+    confirm_other: int = 3
+    """... an L2-L4 incident (or one without a level)."""
     recover: int = 2
     flap_window: timedelta = timedelta(hours=1)
     flap_changes: int = 4
@@ -73,7 +77,7 @@ class Policy:
         """Failing runs needed to open an incident of ``level``."""
         if self.confirm is not None:
             return self.confirm
-        return 2 if level is Level.L1 else 3
+        return self.confirm_l1 if level is Level.L1 else self.confirm_other
 
 
 @dataclass(frozen=True, slots=True)

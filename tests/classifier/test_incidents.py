@@ -87,7 +87,11 @@ def _run(code: str) -> Run:
             return Run("home", False)
 
 
-def _play(codes: str, policy: Policy = Policy(), every: timedelta = timedelta(minutes=1),
+DEFAULT = Policy()
+MINUTE = timedelta(minutes=1)
+
+
+def _play(codes: str, policy: Policy = DEFAULT, every: timedelta = MINUTE,
           ) -> tuple[Track, list[tuple[EventType, TicketOp | None]]]:
     track, seen = Track(), []
     for i, code in enumerate(codes.split()):
