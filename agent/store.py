@@ -328,6 +328,21 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+def open_counts_of(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """Open incidents by (site, level label: ``L1``…``L4``, ``none``)."""
+    rows = conn.execute("SELECT site, level, COUNT(*) AS n FROM incidents WHERE state = 'open' "
+                        "GROUP BY site, level")
+    return {(r["site"], f"L{r['level']}" if r["level"] else "none"): r["n"] for r in rows}
+
+
+def pending_stats_of(conn: sqlite3.Connection, now: datetime) -> tuple[int, float]:
+    """Pending outbox entries and the age in seconds of the oldest one."""
+    row = conn.execute("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM outbox WHERE state = "
+                       "'pending'").fetchone()
+    age = max(0.0, ts(now) - row["t"]) if row["t"] is not None else 0.0
+    return int(row["n"]), age
+
+
 class Store:
     """The incident store of one state directory."""
 
@@ -467,9 +482,7 @@ class Store:
 
     def open_counts(self) -> dict[tuple[str, str], int]:
         """Open incidents by (site, level label)."""
-        rows = self.conn.execute("SELECT site, level, COUNT(*) AS n FROM incidents WHERE "
-                                 "state = 'open' GROUP BY site, level")
-        return {(r["site"], f"L{r['level']}" if r["level"] else "none"): r["n"] for r in rows}
+        return open_counts_of(self.conn)
 
     # -- outbox and tickets --------------------------------------------------------------------
 
@@ -512,10 +525,7 @@ class Store:
 
     def pending_stats(self, now: datetime) -> tuple[int, float]:
         """Pending entries and the age in seconds of the oldest one."""
-        row = self.conn.execute("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM outbox "
-                                "WHERE state = 'pending'").fetchone()
-        age = max(0.0, ts(now) - row["t"]) if row["t"] is not None else 0.0
-        return int(row["n"]), age
+        return pending_stats_of(self.conn, now)
 
     def ticket(self, incident_id: int, sink: str) -> TicketRecord | None:
         """The ticket ``sink`` created for an incident."""

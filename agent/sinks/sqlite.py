@@ -29,6 +29,10 @@ class SqliteSink:
         self.name = name
         self._conn = connect(db_path(context.state_dir))
 
+    def close(self) -> None:
+        """Close the sink's connection."""
+        self._conn.close()
+
     async def find(self, incident: IncidentView) -> TicketRef | None:
         """The local ticket of this incident, if one was created."""
         row = self._conn.execute("SELECT id FROM local_tickets WHERE sink = ? AND incident_id = ? "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +16,9 @@ from agent.metrics import catalog
 from agent.service import Agent
 
 
-def demo_config(url: str) -> Config:
+def demo_config(url: str, state_dir: Path) -> Config:
     return Config.model_validate({
-        "agent": {"listen": "127.0.0.1:0", "jitter": 0},
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "state_dir": str(state_dir)},
         "sites": [{"name": "shop", "base_url": url, "interval": "1s", "timeout": "0.8s",
                    "checks": [{"name": "home", "type": "availability", "path": "/"},
                               {"name": "tops", "type": "availability",
@@ -26,8 +27,8 @@ def demo_config(url: str) -> Config:
 
 
 @pytest.fixture
-async def agent(store: DemoStore) -> AsyncIterator[Agent]:
-    running = Agent("test.yaml", demo_config(store.url))
+async def agent(store: DemoStore, tmp_path: Path) -> AsyncIterator[Agent]:
+    running = Agent("test.yaml", demo_config(store.url, tmp_path / "state"))
     task = asyncio.create_task(running.serve())
     try:
         for _ in range(100):  # first runs are spread over the 1s interval
