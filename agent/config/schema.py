@@ -273,10 +273,10 @@ class IncidentSettings(StrictModel):
     @field_validator("reference_targets")
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:
-        for url in value:
+        for i, url in enumerate(value):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"'{url}' is not an http(s) URL")
+                raise ValueErrorAt((i,), f"'{url}' is not an http(s) URL")
         return value
 
     @field_validator("dashboard_url")

@@ -31,6 +31,9 @@ class IncidentCollector(Collector):
                                   labels=list(c.INCIDENTS_OPEN.labels))
         pending = GaugeMetricFamily(c.OUTBOX_PENDING.name, c.OUTBOX_PENDING.help)
         oldest = GaugeMetricFamily(c.OUTBOX_OLDEST_AGE.name, c.OUTBOX_OLDEST_AGE.help)
+        if self._conn is None and not self._db.is_file():  # the agent has not started yet
+            yield from (open_, pending, oldest)
+            return
         try:
             if self._conn is None:
                 self._conn = connect(self._db)

@@ -29,9 +29,8 @@ DEFAULT_SINK = "sqlite"
 if TYPE_CHECKING:
     SinkConfig = SinkModel
 else:
-    _models = tuple(model for model, _ in SINKS.values())
-    SinkConfig = (_models[0] if len(_models) == 1
-                  else Annotated[Union[_models], Field(discriminator="type")])  # noqa: UP007
+    SinkConfig = Annotated[Union[tuple(model for model, _ in SINKS.values())],  # noqa: UP007
+                           Field(discriminator="type")]
 
 
 def build_sink(config: SinkModel, context: SinkBuildContext) -> TicketSink:
