@@ -119,7 +119,7 @@ class IncidentEngine:
             failing, seen = self._failing(obs.classified, site, check, online)
             for item in sorted(failing.values(), key=_order):
                 self._fail(item, now)
-            for fp, track in self.store.tracks_with_source(site, check).items():
+            for fp, track in self.store.tracks_of_check(site, check).items():
                 if fp not in seen:
                     self._apply(fp, site, track, Run(check, False), None, now)
 

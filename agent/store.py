@@ -258,6 +258,7 @@ def track_to_json(track: Track) -> str:
     return json.dumps({
         "phase": track.phase.value, "level": int(track.level) if track.level else None,
         "fails": track.fails, "passes": track.passes, "sources": sorted(track.sources),
+        "checks": sorted(track.checks),
         "changes": [ts(c) for c in track.changes], "flapping": track.flapping,
         "ticketed": track.ticketed,
         "opened_at": ts(track.opened_at) if track.opened_at else None,
@@ -270,6 +271,7 @@ def track_from_json(text: str) -> Track:
     d = json.loads(text)
     return Track(phase=Phase(d["phase"]), level=Level(d["level"]) if d["level"] else None,
                  fails=d["fails"], passes=d["passes"], sources=frozenset(d["sources"]),
+                 checks=frozenset(d.get("checks", ())),
                  changes=tuple(c for c in (dt(x) for x in d["changes"]) if c is not None),
                  flapping=d["flapping"], ticketed=d["ticketed"], opened_at=dt(d["opened_at"]),
                  last_reminder=dt(d["last_reminder"]))
@@ -393,12 +395,12 @@ class Store:
                           "(fingerprint) DO UPDATE SET state = excluded.state",
                           (fingerprint, track_to_json(track)))
 
-    def tracks_with_source(self, site: str, check: str) -> dict[str, Track]:
-        """Lifecycle states of the site's active incidents that ``check`` is failing in."""
+    def tracks_of_check(self, site: str, check: str) -> dict[str, Track]:
+        """Lifecycle states of the site's active incidents that ``check`` failed in."""
         out: dict[str, Track] = {}
         for inc in self.active_incidents(site):
             track = self.track(inc.fingerprint)
-            if check in track.sources:
+            if check in track.checks:
                 out[inc.fingerprint] = track
         return out
 

@@ -103,6 +103,9 @@ class Track:
     passes: int = 0
     sources: frozenset[str] = frozenset()
     """Checks whose latest run failed with this fingerprint."""
+    checks: frozenset[str] = frozenset()
+    """Every check that failed with this fingerprint during the current incident: their
+    passing runs count towards recovery."""
     changes: tuple[datetime, ...] = ()
     """When the fingerprint opened or resolved, within the flapping window."""
     flapping: bool = False
@@ -127,12 +130,14 @@ def _failing(track: Track, run: Run, now: datetime,
     sources = track.sources | {run.check}
     if track.phase is Phase.RESOLVED:
         track = Track(phase=Phase.PENDING, level=run.level, fails=1, sources=sources,
-                      changes=track.changes)
+                      checks=sources, changes=track.changes)
         events.append(Event(EventType.STARTED, f"first failing run ({run.check})"))
     elif track.phase is Phase.PENDING:
-        track = replace(track, level=run.level, fails=track.fails + 1, passes=0, sources=sources)
+        track = replace(track, level=run.level, fails=track.fails + 1, passes=0, sources=sources,
+                        checks=track.checks | sources)
     else:
-        track = replace(track, fails=track.fails + 1, passes=0, sources=sources)
+        track = replace(track, fails=track.fails + 1, passes=0, sources=sources,
+                        checks=track.checks | sources)
         events.extend(_level_change(track, run.level))
         if run.level is not None:
             track = replace(track, level=run.level)
