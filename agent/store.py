@@ -121,7 +121,7 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL,
         resolved_at REAL
     );
-    CREATE UNIQUE INDEX local_tickets_one_per_incident ON local_tickets (sink, incident_id);
+    CREATE INDEX local_tickets_incident ON local_tickets (sink, incident_id);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
