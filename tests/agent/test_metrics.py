@@ -136,3 +136,30 @@ async def test_listen_defaults_to_loopback() -> None:
     cfg = Config.model_validate({"sites": [{"name": "s", "base_url": "http://x.example",
                                             "checks": [{"name": "c"}]}]})
     assert cfg.agent.listen.startswith("127.0.0.1:")
+
+
+async def test_incident_and_outbox_metrics(tmp_path: Path, store: DemoStore) -> None:
+    store.set_faults(["server_error"])
+    running = Agent("test.yaml", demo_config(store.url, tmp_path / "state"))
+    task = asyncio.create_task(running.serve())
+    try:
+        for _ in range(100):
+            samples = parse((await scrape(running)).text)
+            deliveries = {(lab["sink"], lab["action"], lab["outcome"]): v
+                          for lab, v in samples.get("storewatch_ticket_deliveries_total", [])}
+            if deliveries.get(("sqlite", "open", "delivered")) == 1.0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the ticket delivery never reached /metrics")
+        open_ = {(lab["site"], lab["level"]): v
+                 for lab, v in samples["storewatch_incidents_open"]}
+        assert open_[("shop", "L1")] == 1.0
+        opened = {(lab["site"], lab["level"]): v
+                  for lab, v in samples["storewatch_incidents_opened_total"]}
+        assert opened[("shop", "L1")] == 1.0
+        assert samples["storewatch_outbox_pending"] == [({}, 0.0)]
+        assert samples["storewatch_outbox_oldest_pending_age_seconds"] == [({}, 0.0)]
+    finally:
+        running.stop()
+        await task
