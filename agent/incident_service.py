@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 
 import httpx
 
@@ -73,7 +74,8 @@ class IncidentService:
         self.config = config
         self.engine.config = config
         self.guard.targets = tuple(config.incidents.reference_targets)
-        self.outbox.sinks = self._build_sinks(config)
+        old, self.outbox.sinks = self.outbox.sinks, self._build_sinks(config)
+        _close(old.values())
 
     def submit(self, obs: Observation) -> None:
         """Queue an observation (called from the scheduler's callback)."""
@@ -107,9 +109,14 @@ class IncidentService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for sink in self.outbox.sinks.values():
-            close = getattr(sink, "close", None)
-            if callable(close):
-                close()
+        _close(self.outbox.sinks.values())
         await self._http.aclose()
         self.store.close()
+
+
+def _close(sinks: Iterable[TicketSink]) -> None:
+    """Close sinks that hold resources of their own (e.g. the sqlite sink's connection)."""
+    for sink in sinks:
+        close = getattr(sink, "close", None)
+        if callable(close):
+            close()

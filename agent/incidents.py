@@ -41,6 +41,7 @@ from classifier import (
     relation,
     step,
 )
+from classifier.inhibit import INHIBITED_BY_SITE_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,8 @@ class IncidentEngine:
         if event.ticket is TicketOp.OPEN:
             for sink in route(self.config, record.site, track.level):
                 store.enqueue(incident_id, sink, "open", now)
+            if record.kind is FindingKind.SITE_DOWN:
+                self._note_site_down(record, now)
             return
         sinks = store.incident_sinks(incident_id)
         if event.ticket is TicketOp.RESOLVE:
@@ -228,6 +231,17 @@ class IncidentEngine:
             for sink in route(self.config, record.site, track.level):
                 if sink not in sinks:
                     store.enqueue(incident_id, sink, "open", now)
+
+    def _note_site_down(self, down: IncidentRecord, now: datetime) -> None:
+        """Tickets of the site's inhibited incidents learn that the whole site is now down."""
+        text = f"The whole site is now down (L1): incident #{down.id}."
+        for other in self.store.active_incidents(down.site):
+            if other.id == down.id or other.kind not in INHIBITED_BY_SITE_DOWN:
+                continue
+            self.store.add_event(other.id, now, EventType.ESCALATED.value, text)
+            for sink in self.store.incident_sinks(other.id):
+                self.store.enqueue(other.id, sink, "update", now, EventType.ESCALATED.value,
+                                   text)
 
     def _note_suppressed(self, down: IncidentRecord, item: Failing) -> None:
         note = f"{item.finding.check}: {item.finding.kind.value}"

@@ -218,3 +218,16 @@ def test_per_check_confirmation_override(tmp_path: Path) -> None:
     h.run("search", K.SEARCH_BROKEN)
     assert h.active() == {"search:search_broken": (Phase.OPEN, Level.L3, None)}
     h.store.close()
+
+
+def test_a_ticketed_incident_learns_when_the_whole_site_goes_down(harness: Harness) -> None:
+    for _ in range(3):
+        harness.run("category", K.CATALOG_MISSING)
+    assert harness.outbox() == [(1, "sqlite", "open")]
+    harness.run("home", K.SITE_DOWN)
+    harness.run("home", K.SITE_DOWN)
+    assert harness.outbox() == [(1, "sqlite", "open"), (2, "sqlite", "open"),
+                                (1, "sqlite", "update")]
+    note = harness.store.outbox()[-1]
+    assert (note.event_kind, note.text) == ("escalated",
+                                            "The whole site is now down (L1): incident #2.")
