@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,7 +79,14 @@ def _state_dir(args: argparse.Namespace) -> Path:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run an ``incidents``/``tickets``/``silence`` command; returns the exit status."""
-    store = Store.open_existing(_state_dir(args))
+    state_dir = _state_dir(args)
+    try:
+        return _run(Store.open_existing(state_dir), args)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot use the incident store in {state_dir}: {exc}") from None
+
+
+def _run(store: Store, args: argparse.Namespace) -> int:
     try:
         match args.command, args.action:
             case "incidents", "list":

@@ -231,3 +231,16 @@ def test_a_ticketed_incident_learns_when_the_whole_site_goes_down(harness: Harne
     note = harness.store.outbox()[-1]
     assert (note.event_kind, note.text) == ("escalated",
                                             "The whole site is now down (L1): incident #2.")
+
+
+def test_flapping_across_incidents_is_held_open_not_reticketed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, make_config(tmp_path, incidents={
+        "confirm_l1": 1, "recover": 1, "flap_changes": 4, "flap_window": "1h"}))
+    for _ in range(4):
+        h.run("home", K.SITE_DOWN)
+        h.run("home")
+    assert h.outbox() == [(1, "sqlite", "open"), (1, "sqlite", "resolve"),
+                          (2, "sqlite", "open"), (2, "sqlite", "update")]
+    (incident,) = h.store.active_incidents("shop")
+    assert (incident.id, incident.state, incident.flapping) == (2, Phase.OPEN, True)
+    h.store.close()
