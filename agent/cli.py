@@ -7,6 +7,9 @@ Commands::
     storewatch validate -c FILE                                      check the config only
     storewatch demo [--duration S] [--store-port P] [--listen HOST:PORT]
     storewatch demo-store [--host H] [--port P] [--fault NAME ...]   the bundled demo shop
+    storewatch incidents list|show ID|resolve ID [-c FILE | --state-dir DIR]
+    storewatch tickets list [--json]                                 delivery, dead letters
+    storewatch silence add|list|remove                               no tickets for a while
 
 Exit codes:
 
@@ -75,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("--port", type=int, default=8765)
     store.add_argument("--fault", action="append", default=[], metavar="NAME",
                        help="start with this fault on (repeatable)")
+
+    from agent.incident_cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -135,6 +142,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_demo(duration=args.duration, store_port=args.store_port,
                             listen=args.listen, config_path=args.config)
+        case "incidents" | "tickets" | "silence":
+            from agent.incident_cli import dispatch
+
+            return dispatch(args)
         case "demo-store":
             from agent.demo.storefront import UnknownFaultError, run_demo_store, validate_faults
 

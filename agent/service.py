@@ -23,11 +23,14 @@ from agent.config.loader import load_config
 from agent.config.schema import Config, split_listen
 from agent.errors import ConfigError, StorewatchError
 from agent.httpclient import HttpClients
+from agent.incident_service import IncidentService
 from agent.metrics.collectors import AgentMetrics
+from agent.metrics.incidents import IncidentMetrics
 from agent.metrics.server import MetricsServer
 from agent.pipeline import Classifier, LatestResults, Observation
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
+from agent.store import db_path
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,8 @@ class Agent:
         except OSError as exc:
             raise StorewatchError(f"cannot listen on {config.agent.listen} for /metrics: "
                                   f"{exc.strerror or exc}") from None
+        self.incidents = IncidentService(config, self.clients, IncidentMetrics(
+            self.metrics.registry, db_path(config.agent.state_dir)))
         self._started = time.time()
         self._stop = asyncio.Event()
 
@@ -98,6 +103,7 @@ class Agent:
             level = change.item.decision.level if change.item is not None else None
             log.log(logging.WARNING if level is not None and level <= 2 else logging.INFO,
                     "%s", change.line())
+        self.incidents.submit(obs)
         if self._extra_handler is not None:
             self._extra_handler(obs)
 
@@ -124,7 +130,10 @@ class Agent:
             return False
         if config.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; restart the agent to rebind /metrics")
+        if config.agent.state_dir != self.config.agent.state_dir:
+            log.warning("agent.state_dir changed; restart the agent to use the new one")
         self.config = config
+        self.incidents.reconfigure(config)
         self.runner.classifier = Classifier(config)
         self.scheduler.apply(config)
         self.latest.retain((p.site.name, p.check.name) for p in config.planned_checks())
@@ -146,6 +155,7 @@ class Agent:
         self.scheduler.apply(self.config)
         self.metrics.config_loaded(True, len(self.config.planned_checks()))
         self.scheduler.start()
+        self.incidents.start()
         installed: list[signal.Signals] = []
         for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                              (signal.SIGHUP, self.reload)):
@@ -166,6 +176,7 @@ class Agent:
             for sig in installed:
                 loop.remove_signal_handler(sig)
             await self.scheduler.shutdown(DRAIN_SECONDS)
+            await self.incidents.stop()
             await self.clients.aclose()
             if self.runner.baselines is not None:
                 self.runner.baselines.close()

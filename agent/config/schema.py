@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -24,6 +25,9 @@ from pydantic import (
 from agent import __version__
 from agent.config.durations import Duration, format_duration
 from agent.config.loader import ValueErrorAt
+from agent.sinks import DEFAULT_SINK, SinkConfig
+from agent.sinks.config import SinkModel
+from agent.sinks.sqlite import SqliteSinkConfig
 from classifier import FindingKind, Level, Plan
 
 DEFAULT_CONFIG_PATH = "/etc/storewatch/config.yaml"
@@ -634,6 +638,8 @@ class Site(StrictModel):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     levels: dict[FindingKind, Level] = Field(default_factory=dict)
     """Per-site level overrides by finding kind, e.g. ``{slow_response: 2}``."""
+    account_manager: str | None = None
+    """Named in the site's tickets."""
     checks: list[CheckSpec] = Field(min_length=1)
 
     @field_validator("base_url")
@@ -686,6 +692,101 @@ class ClassifierSettings(StrictModel):
         return Site._no_agent_offline(value)
 
 
+class CheckPolicy(StrictModel):
+    """Confirmation/recovery of one check, overriding ``incidents``."""
+
+    site: Name
+    check: Name
+    confirm: int | None = Field(default=None, ge=1, le=100)
+    recover: int | None = Field(default=None, ge=1, le=100)
+
+
+class MaintenanceWindow(StrictModel):
+    """A planned window: findings are recorded, not ticketed. Times need a UTC offset."""
+
+    start: datetime
+    end: datetime
+    sites: list[Name] = Field(default_factory=list)
+    """Empty: every site."""
+    checks: list[Name] = Field(default_factory=list)
+    """Empty: every check of those sites."""
+    reason: str = "maintenance window"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-03-01T02:00:00+01:00")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceWindow:
+        if self.end <= self.start:
+            raise ValueErrorAt(("end",), "must be after start")
+        return self
+
+
+class IncidentSettings(StrictModel):
+    """When findings become incidents, and how tickets look (see README, "Incidents")."""
+
+    confirm_l1: int = Field(default=2, ge=1, le=100)
+    """Consecutive failing runs that open an L1 incident."""
+    confirm: int = Field(default=3, ge=1, le=100)
+    """Consecutive failing runs that open an L2-L4 incident."""
+    recover: int = Field(default=2, ge=1, le=100)
+    flap_window: Duration = 3600.0
+    flap_changes: int = Field(default=4, ge=2, le=1000)
+    reminder: Duration | None = None
+    checks: list[CheckPolicy] = Field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    reference_targets: list[str] = Field(default_factory=list)
+    """URLs the agent also probes when storefronts fail: all unreachable = the agent is offline."""
+    dashboard_url: str | None = None
+    """Template of a ticket's dashboard link; placeholders {site} {check} {kind} {incident}
+    {fingerprint}."""
+
+    @field_validator("reference_targets")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        for i, url in enumerate(value):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueErrorAt((i,), f"'{url}' is not an http(s) URL")
+        return value
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from agent.sinks.render import DASHBOARD_FIELDS, template_fields
+
+        try:
+            fields = template_fields(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid template: {exc}") from None
+        unknown = sorted(fields - DASHBOARD_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use "
+                             + ", ".join(f"{{{f}}}" for f in sorted(DASHBOARD_FIELDS)))
+        return value
+
+
+class Route(StrictModel):
+    """Which sinks get the tickets of some sites and levels (the first matching route wins)."""
+
+    sites: list[Name] = Field(default_factory=list)
+    """Empty: every site."""
+    levels: list[Level] = Field(default_factory=list)
+    """Empty: every level."""
+    sinks: list[Name] = Field(min_length=1)
+
+    def matches(self, site: str, level: Level | None) -> bool:
+        """Whether an incident of ``site`` at ``level`` takes this route."""
+        return ((not self.sites or site in self.sites)
+                and (not self.levels or (level is not None and level in self.levels)))
+
+
 class Config(StrictModel):
     """The whole config file."""
 
@@ -693,6 +794,10 @@ class Config(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     sites: list[Site] = Field(min_length=1)
+    sinks: dict[Name, SinkConfig] = Field(default_factory=dict)
+    """Ticket sinks by name; none configured: the built-in ``sqlite`` sink."""
+    routing: list[Route] = Field(default_factory=list)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
 
     @field_validator("sites")
     @classmethod
@@ -711,6 +816,38 @@ class Config(StrictModel):
                         f"timeout {format_duration(planned.timeout)} must be shorter than "
                         f"interval {format_duration(planned.interval)}")
         return self
+
+    @model_validator(mode="after")
+    def _incident_references(self) -> Config:
+        sinks = self.ticket_sinks()
+        checks = {s.name: {c.name for c in s.checks} for s in self.sites}
+        for i, route in enumerate(self.routing):
+            for j, name in enumerate(route.sinks):
+                if name not in sinks:
+                    raise ValueErrorAt(("routing", i, "sinks", j),
+                                       f"no sink named '{name}' (sinks: {', '.join(sinks)})")
+            for j, site in enumerate(route.sites):
+                if site not in checks:
+                    raise ValueErrorAt(("routing", i, "sites", j), f"no site named '{site}'")
+        for i, policy in enumerate(self.incidents.checks):
+            if policy.site not in checks:
+                raise ValueErrorAt(("incidents", "checks", i, "site"),
+                                   f"no site named '{policy.site}'")
+            if policy.check not in checks[policy.site]:
+                raise ValueErrorAt(("incidents", "checks", i, "check"),
+                                   f"site '{policy.site}' has no check '{policy.check}'")
+        for i, window in enumerate(self.incidents.maintenance):
+            for j, site in enumerate(window.sites):
+                if site not in checks:
+                    raise ValueErrorAt(("incidents", "maintenance", i, "sites", j),
+                                       f"no site named '{site}'")
+        return self
+
+    def ticket_sinks(self) -> dict[str, SinkModel]:
+        """The configured sinks, or the built-in ``sqlite`` sink when none is."""
+        if self.sinks:
+            return dict(self.sinks)
+        return {DEFAULT_SINK: SqliteSinkConfig()}
 
     def planned_checks(self) -> list[PlannedCheck]:
         """Every (site, check) with its effective interval and timeout."""

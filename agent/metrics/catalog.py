@@ -56,11 +56,26 @@ CONFIG_RELOAD_TS = MetricDef("storewatch_config_last_reload_success_timestamp_se
                              "When the config was last loaded successfully (Unix time).")
 BUILD_INFO = MetricDef("storewatch_build", "info", "Version of the running agent.",
                        ("version", "python_version"))
+INCIDENTS_OPEN = MetricDef("storewatch_incidents_open", "gauge",
+                           "Open incidents by site and support level (none: agent offline).",
+                           ("site", "level"))
+INCIDENTS_OPENED = MetricDef("storewatch_incidents_opened_total", "counter",
+                             "Incidents confirmed open, by site and support level.",
+                             ("site", "level"))
+TICKET_DELIVERIES = MetricDef("storewatch_ticket_deliveries_total", "counter",
+                              "Ticket delivery attempts by sink, action (open, update, resolve) "
+                              "and outcome (delivered, retry, dead).",
+                              ("sink", "action", "outcome"))
+OUTBOX_PENDING = MetricDef("storewatch_outbox_pending", "gauge",
+                           "Ticket actions waiting for delivery.")
+OUTBOX_OLDEST_AGE = MetricDef("storewatch_outbox_oldest_pending_age_seconds", "gauge",
+                              "Age of the oldest ticket action waiting for delivery (0: none).")
 
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_DURATION, PROBE_STEP_DURATION, PROBE_HTTP_STATUS, PROBE_LAST_RUN,
     TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS, FINDINGS_TOTAL,
     SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
+    INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
 )
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,9 +16,9 @@ from agent.metrics import catalog
 from agent.service import Agent
 
 
-def demo_config(url: str) -> Config:
+def demo_config(url: str, state_dir: Path) -> Config:
     return Config.model_validate({
-        "agent": {"listen": "127.0.0.1:0", "jitter": 0},
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "state_dir": str(state_dir)},
         "sites": [{"name": "shop", "base_url": url, "interval": "1s", "timeout": "0.8s",
                    "checks": [{"name": "home", "type": "availability", "path": "/"},
                               {"name": "tops", "type": "availability",
@@ -26,8 +27,8 @@ def demo_config(url: str) -> Config:
 
 
 @pytest.fixture
-async def agent(store: DemoStore) -> AsyncIterator[Agent]:
-    running = Agent("test.yaml", demo_config(store.url))
+async def agent(store: DemoStore, tmp_path: Path) -> AsyncIterator[Agent]:
+    running = Agent("test.yaml", demo_config(store.url, tmp_path / "state"))
     task = asyncio.create_task(running.serve())
     try:
         for _ in range(100):  # first runs are spread over the 1s interval
@@ -135,3 +136,30 @@ async def test_listen_defaults_to_loopback() -> None:
     cfg = Config.model_validate({"sites": [{"name": "s", "base_url": "http://x.example",
                                             "checks": [{"name": "c"}]}]})
     assert cfg.agent.listen.startswith("127.0.0.1:")
+
+
+async def test_incident_and_outbox_metrics(tmp_path: Path, store: DemoStore) -> None:
+    store.set_faults(["server_error"])
+    running = Agent("test.yaml", demo_config(store.url, tmp_path / "state"))
+    task = asyncio.create_task(running.serve())
+    try:
+        for _ in range(100):
+            samples = parse((await scrape(running)).text)
+            deliveries = {(lab["sink"], lab["action"], lab["outcome"]): v
+                          for lab, v in samples.get("storewatch_ticket_deliveries_total", [])}
+            if deliveries.get(("sqlite", "open", "delivered")) == 1.0:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the ticket delivery never reached /metrics")
+        open_ = {(lab["site"], lab["level"]): v
+                 for lab, v in samples["storewatch_incidents_open"]}
+        assert open_[("shop", "L1")] == 1.0
+        opened = {(lab["site"], lab["level"]): v
+                  for lab, v in samples["storewatch_incidents_opened_total"]}
+        assert opened[("shop", "L1")] == 1.0
+        assert samples["storewatch_outbox_pending"] == [({}, 0.0)]
+        assert samples["storewatch_outbox_oldest_pending_age_seconds"] == [({}, 0.0)]
+    finally:
+        running.stop()
+        await task

@@ -1,0 +1,257 @@
+"""``storewatch incidents|tickets|silence``: read (and, for resolve and silences, write) the store.
+
+Each command finds the state directory from ``--state-dir DIR`` or the config (``-c FILE``);
+reads are safe while the daemon runs (SQLite WAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.config.durations import parse_duration
+from agent.config.schema import DEFAULT_CONFIG_PATH
+from agent.config.secrets import scrub
+from agent.errors import ConfigError, StateError
+from agent.incidents import manual_resolve
+from agent.store import IncidentRecord, OutboxState, Store, iso
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the ``incidents``, ``tickets`` and ``silence`` commands to the main parser."""
+
+    def state(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH,
+                         help=f"config file whose state to read (default {DEFAULT_CONFIG_PATH})")
+        cmd.add_argument("--state-dir", type=Path, help="state directory (instead of -c)")
+
+    incidents = sub.add_parser("incidents", help="list, show or resolve incidents")
+    inc = incidents.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = inc.add_parser("list", help="incidents, newest first")
+    state(listing)
+    listing.add_argument("--open", action="store_true", help="only open incidents")
+    listing.add_argument("--json", action="store_true", help="one JSON document")
+    show = inc.add_parser("show", help="one incident with its history and tickets")
+    state(show)
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true", help="one JSON document")
+    resolve = inc.add_parser("resolve", help="resolve an incident by hand (tickets too)")
+    state(resolve)
+    resolve.add_argument("id", type=int)
+
+    tickets = sub.add_parser("tickets", help="tickets and their delivery state")
+    tick = tickets.add_subparsers(dest="action", required=True, metavar="ACTION")
+    tlist = tick.add_parser("list", help="tickets, delivery state and dead letters")
+    state(tlist)
+    tlist.add_argument("--json", action="store_true", help="one JSON document")
+
+    silence = sub.add_parser("silence", help="silence ticketing for a while (deploys)")
+    sil = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = sil.add_parser("add", help="record findings without tickets until it expires")
+    state(add)
+    add.add_argument("--site", help="only this site (default: every site)")
+    add.add_argument("--check", help="only this check of the site")
+    add.add_argument("--duration", required=True, help="e.g. 30m, 2h")
+    add.add_argument("--reason", default="silenced from the command line")
+    slist = sil.add_parser("list", help="active silences")
+    state(slist)
+    slist.add_argument("--json", action="store_true", help="one JSON document")
+    remove = sil.add_parser("remove", help="end a silence now")
+    state(remove)
+    remove.add_argument("id", type=int)
+
+
+def _state_dir(args: argparse.Namespace) -> Path:
+    if args.state_dir is not None:
+        return Path(args.state_dir)
+    from agent.service import load
+
+    return load(args.config).agent.state_dir
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run an ``incidents``/``tickets``/``silence`` command; returns the exit status."""
+    state_dir = _state_dir(args)
+    try:
+        return _run(Store.open_existing(state_dir), args)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot use the incident store in {state_dir}: {exc}") from None
+
+
+def _run(store: Store, args: argparse.Namespace) -> int:
+    try:
+        match args.command, args.action:
+            case "incidents", "list":
+                return _list(store, args.open, args.json)
+            case "incidents", "show":
+                return _show(store, args.id, args.json)
+            case "incidents", "resolve":
+                if not manual_resolve(store, args.id, datetime.now(UTC)):
+                    raise StateError(f"incident #{args.id} does not exist or is not active")
+                print(f"incident #{args.id} resolved")
+                return EXIT_OK
+            case "tickets", "list":
+                return _tickets(store, args.json)
+            case "silence", _:
+                return _silence(store, args)
+    finally:
+        store.close()
+    raise AssertionError(args.command)
+
+
+def ticket_rows(store: Store, incident_id: int | None = None) -> list[dict[str, Any]]:
+    """One row per (incident, sink) a ticket was asked of: tracker id, state and delivery."""
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for entry in store.outbox():
+        if incident_id is not None and entry.incident_id != incident_id:
+            continue
+        key = (entry.incident_id, entry.sink)
+        row = rows.setdefault(key, {"incident": entry.incident_id, "sink": entry.sink,
+                                    "external_id": None, "url": None, "state": "pending",
+                                    "delivery": "delivered", "pending_actions": 0,
+                                    "dead_letters": 0, "last_error": None})
+        if entry.state is OutboxState.PENDING:
+            row["pending_actions"] += 1
+            row["delivery"] = "pending" if row["delivery"] != "dead" else "dead"
+        elif entry.state is OutboxState.DEAD:
+            row["dead_letters"] += 1
+            row["delivery"] = "dead"
+        if entry.last_error:
+            row["last_error"] = entry.last_error
+    for (incident, sink), row in rows.items():
+        ticket = store.ticket(incident, sink)
+        if ticket is not None:
+            row.update(external_id=ticket.external_id, url=ticket.url, state=ticket.state)
+        elif row["dead_letters"]:
+            row["state"] = "dead"
+    return sorted(rows.values(), key=lambda r: (r["incident"], r["sink"]))
+
+
+def incident_json(store: Store, record: IncidentRecord) -> dict[str, Any]:
+    """An incident as ``incidents list --json`` shows it."""
+    return {
+        "id": record.id, "site": record.site, "check": record.check, "kind": record.kind.value,
+        "level": int(record.level) if record.level is not None else None,
+        "state": record.state.value, "flapping": record.flapping,
+        "opened_at": iso(record.opened_at), "resolved_at": iso(record.resolved_at),
+        "first_seen": iso(record.first_seen), "last_seen": iso(record.last_seen),
+        "occurrences": record.occurrences, "summary": scrub(record.summary),
+        "fingerprint": record.fingerprint, "silenced": record.silenced,
+        "tickets": [{"sink": t["sink"], "external_id": t["external_id"], "state": t["state"]}
+                    for t in ticket_rows(store, record.id)],
+    }
+
+
+def _list(store: Store, open_only: bool, as_json: bool) -> int:
+    records = store.incidents(open_only=open_only)
+    if as_json:
+        print(json.dumps({"incidents": [incident_json(store, r) for r in records]}, indent=2))
+        return EXIT_OK
+    rows = [("ID", "STATE", "LEVEL", "SITE", "CHECK", "KIND", "OPENED", "TICKETS")]
+    for r in records:
+        tickets = ", ".join(f"{t['sink']}:{t['external_id'] or t['state']}"
+                            for t in ticket_rows(store, r.id))
+        state = r.state.value + (" (flapping)" if r.flapping else "")
+        if r.silenced and not tickets:
+            tickets = "not ticketed: " + r.silenced
+        rows.append((str(r.id), state, str(r.level) if r.level else "--", r.site, r.check,
+                     r.kind.value, iso(r.opened_at) or "-", tickets or "-"))
+    print(_table(rows))
+    return EXIT_OK
+
+
+def _show(store: Store, incident_id: int, as_json: bool) -> int:
+    record = store.incident(incident_id)
+    if record is None:
+        raise StateError(f"no incident #{incident_id}")
+    doc = incident_json(store, record)
+    doc.update(rule=record.rule, reason=record.reason, evidence=record.evidence.as_dict(),
+               suppressed=list(record.suppressed), causes=list(record.causes),
+               history=[{"at": iso(at), "type": t, "text": scrub(text)}
+                        for at, t, text in store.events(incident_id)],
+               tickets=ticket_rows(store, incident_id))
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    level = str(record.level) if record.level else "--"
+    print(scrub(f"#{record.id} [{level}] {record.site} — {record.check}: {record.summary}"))
+    for key in ("state", "kind", "flapping", "silenced", "first_seen", "opened_at", "last_seen",
+                "resolved_at", "occurrences", "rule", "reason", "fingerprint"):
+        value = doc[key]
+        if value is not None and value is not False:
+            print(f"  {key}: {value}")
+    for key in ("suppressed", "causes"):
+        for item in doc[key]:
+            print(f"  {key}: {item}")
+    for t in doc["tickets"]:
+        print(f"  ticket {t['sink']}: {t['external_id'] or '-'} ({t['state']}, delivery "
+              f"{t['delivery']})" + (f": {t['last_error']}" if t["last_error"] else ""))
+    for h in doc["history"]:
+        print(f"  {h['at']} {h['type']}: {h['text']}")
+    return EXIT_OK
+
+
+def _tickets(store: Store, as_json: bool) -> int:
+    rows = ticket_rows(store)
+    dead = [{"id": e.id, "incident": e.incident_id, "sink": e.sink, "action": e.action,
+             "attempts": e.attempts, "error": e.last_error}
+            for e in store.outbox(OutboxState.DEAD)]
+    if as_json:
+        print(json.dumps({"tickets": rows, "dead_letters": dead}, indent=2))
+        return EXIT_OK
+    table = [("INCIDENT", "SINK", "TICKET", "STATE", "DELIVERY", "LAST ERROR")]
+    table += [(str(r["incident"]), r["sink"], r["external_id"] or "-", r["state"],
+               r["delivery"], r["last_error"] or "") for r in rows]
+    print(_table(table))
+    for d in dead:
+        print(f"dead letter #{d['id']}: {d['action']} of incident #{d['incident']} via "
+              f"{d['sink']} after {d['attempts']} attempt(s): {d['error']}")
+    return EXIT_OK
+
+
+def _silence(store: Store, args: argparse.Namespace) -> int:
+    now = datetime.now(UTC)
+    match args.action:
+        case "add":
+            if args.check is not None and args.site is None:
+                raise ConfigError("--check needs --site", field="--check")
+            try:
+                seconds = parse_duration(args.duration)
+            except ValueError as exc:
+                raise ConfigError(str(exc), field="--duration") from None
+            if seconds <= 0:
+                raise ConfigError("must be longer than 0s", field="--duration")
+            sid = store.add_silence(args.site, args.check, args.reason, now,
+                                    timedelta(seconds=seconds))
+            print(f"silence #{sid} until {iso(now + timedelta(seconds=seconds))}")
+        case "list":
+            silences = store.silences(now)
+            if args.json:
+                print(json.dumps({"silences": [
+                    {"id": s.id, "site": s.site, "check": s.check, "reason": s.reason,
+                     "created_at": iso(s.created_at), "expires_at": iso(s.expires_at)}
+                    for s in silences]}, indent=2))
+            else:
+                table = [("ID", "SITE", "CHECK", "UNTIL", "REASON")]
+                table += [(str(s.id), s.site or "*", s.check or "*", iso(s.expires_at) or "",
+                           s.reason) for s in silences]
+                print(_table(table))
+        case "remove":
+            if not store.remove_silence(args.id):
+                raise StateError(f"no silence #{args.id}")
+            print(f"silence #{args.id} removed")
+    return EXIT_OK
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)

@@ -1,0 +1,294 @@
+"""The incident engine: applies one classified observation to the store, in one transaction.
+
+Per observation (one run of one check of one site):
+
+1. Each finding gets its fingerprint (``classifier.key_of``); while the agent is offline (the
+   connectivity guard says so) failing storefront findings are recorded as ``agent_offline``.
+2. Its relation to the site's active incidents (``classifier.relation``) decides: its own
+   incident, suppressed under the site-down incident (recorded there, not ticketed), or a
+   probable cause attached to the site's storefront incident.
+3. Maintenance windows (config) and silences (``storewatch silence add``) make runs
+   not ticketable.
+4. ``classifier.step`` moves the fingerprint's lifecycle; its events become history rows and
+   outbox entries for the routed sinks, all in the same transaction as the incident change.
+5. Fingerprints this check failed before and did not fail now get a passing run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from agent.config.schema import Config
+from agent.config.secrets import scrub
+from agent.pipeline import Classified, Observation
+from agent.store import IncidentRecord, Store
+from classifier import (
+    Event,
+    EventType,
+    Finding,
+    FindingKind,
+    Level,
+    Phase,
+    Policy,
+    Relation,
+    Run,
+    TicketOp,
+    Track,
+    key_of,
+    relation,
+    step,
+)
+from classifier.inhibit import INHIBITED_BY_SITE_DOWN
+
+log = logging.getLogger(__name__)
+
+MAX_RELATED = 20
+"""Suppressed findings / probable causes kept on one incident."""
+
+OFFLINE_WHY = "the agent's own network is down (reference targets unreachable too)"
+
+
+@dataclass(frozen=True, slots=True)
+class Failing:
+    """A failing finding as the engine handles it."""
+
+    fingerprint: str
+    finding: Finding
+    level: Level | None
+    rule: str
+    reason: str
+
+
+def policy_for(config: Config, site: str, check: str) -> Policy:
+    """The lifecycle policy of one check (``incidents`` settings, per-check overrides)."""
+    inc = config.incidents
+    override = next((p for p in inc.checks if p.site == site and p.check == check), None)
+    return Policy(
+        confirm=override.confirm if override is not None else None,
+        confirm_l1=inc.confirm_l1, confirm_other=inc.confirm,
+        recover=(override.recover if override is not None and override.recover is not None
+                 else inc.recover),
+        flap_window=timedelta(seconds=inc.flap_window), flap_changes=inc.flap_changes,
+        reminder=timedelta(seconds=inc.reminder) if inc.reminder else None)
+
+
+def route(config: Config, site: str, level: Level | None) -> list[str]:
+    """Sinks that get the ticket of an incident of ``site`` at ``level``.
+
+    The first matching route wins; with no match, the ``sqlite`` sink if configured, else every
+    configured sink.
+    """
+    for r in config.routing:
+        if r.matches(site, level):
+            return list(r.sinks)
+    sinks = config.ticket_sinks()
+    local = [name for name, s in sinks.items() if s.type == "sqlite"]
+    return local or list(sinks)
+
+
+def maintenance_reason(config: Config, store: Store, site: str, check: str,
+                       now: datetime) -> str | None:
+    """Why runs of ``site``/``check`` are not ticketed right now (a window or silence)."""
+    for w in config.incidents.maintenance:
+        if (w.start <= now < w.end and (not w.sites or site in w.sites)
+                and (not w.checks or check in w.checks)):
+            return f"maintenance: {w.reason} (until {w.end.isoformat()})"
+    for s in store.silences(now):
+        if (s.site is None or s.site == site) and (s.check is None or s.check == check):
+            return f"silenced: {s.reason} (silence #{s.id} until {s.expires_at.isoformat()})"
+    return None
+
+
+class IncidentEngine:
+    """Turns observations into incidents, history and outbox entries."""
+
+    def __init__(self, store: Store, config: Config,
+                 on_opened: Callable[[IncidentRecord], None] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self._on_opened = on_opened
+
+    def handle(self, obs: Observation, *, online: bool = True,
+               now: datetime | None = None) -> None:
+        """Apply one observation (``online``: the connectivity guard's verdict)."""
+        now = now or datetime.now(UTC)
+        site, check = obs.result.site, obs.result.check
+        with self.store.transaction():
+            failing, seen = self._failing(obs.classified, site, check, online)
+            for item in sorted(failing.values(), key=_order):
+                self._fail(item, now)
+            for fp, track in self.store.tracks_of_check(site, check).items():
+                if fp not in seen:
+                    self._apply(fp, site, track, Run(check, False), None, now)
+
+    def _failing(self, classified: tuple[Classified, ...], site: str, check: str,
+                 online: bool) -> tuple[dict[str, Failing], set[str]]:
+        failing: dict[str, Failing] = {}
+        seen: set[str] = set()
+        for item in classified:
+            f, d = item.finding, item.decision
+            fp = key_of(site, f.kind, check)
+            seen.add(fp)
+            if not online and f.kind is not FindingKind.AGENT_OFFLINE:
+                f = Finding(site, check, FindingKind.AGENT_OFFLINE,
+                            f"agent offline while checking: {f.summary}", f.observed_at,
+                            f.evidence)
+                fp = key_of(site, f.kind, check)
+                seen.add(fp)
+                failing.setdefault(fp, Failing(fp, f, None, "agent-offline", OFFLINE_WHY))
+                continue
+            known = failing.get(fp)
+            if known is None or _more_severe(d.level, known.level):
+                failing[fp] = Failing(fp, f.redacted(scrub), d.level, d.rule, d.reason)
+        return failing, seen
+
+    def _fail(self, item: Failing, now: datetime) -> None:
+        site, check = item.finding.site, item.finding.check
+        active = [i for i in self.store.active_incidents(site) if i.fingerprint != item.fingerprint]
+        rel = relation(item.finding.kind, {i.kind for i in active})
+        own = self.store.active_incident(item.fingerprint)
+        if rel is Relation.CAUSE and own is None:
+            self._attach_cause(item, active, now)
+            return
+        ticketable, why_not = item.level is not None, OFFLINE_WHY if item.level is None else ""
+        if rel is Relation.SUPPRESSED:
+            down = next(i for i in active if i.kind is FindingKind.SITE_DOWN)
+            ticketable, why_not = False, f"suppressed by site-down incident #{down.id}"
+            self._note_suppressed(down, item)
+        if ticketable:
+            reason = maintenance_reason(self.config, self.store, site, check, now)
+            if reason is not None:
+                ticketable, why_not = False, reason
+        run = Run(check, True, item.level, ticketable, why_not)
+        self._apply(item.fingerprint, site, self.store.track(item.fingerprint), run, item, now)
+
+    def _apply(self, fp: str, site: str, track: Track, run: Run, item: Failing | None,
+               now: datetime) -> None:
+        incident = self.store.active_incident(fp)
+        new, events = step(track, run, now, policy_for(self.config, site, run.check))
+        incident_id = incident.id if incident is not None else None
+        for event in events:
+            if event.type is EventType.STARTED and item is not None:
+                incident_id = self._create(item, now)
+            if incident_id is None:
+                continue
+            self._record(incident_id, event, new, now)
+        if incident_id is not None and item is not None:
+            self._refresh(incident_id, item, new, run, now)
+        elif incident_id is not None:
+            self.store.update_incident(incident_id, flapping=new.flapping)
+        self.store.save_track(fp, new)
+
+    def _create(self, item: Failing, now: datetime) -> int:
+        f = item.finding
+        return self.store.create_incident(
+            fingerprint=item.fingerprint, site=f.site, check=f.check, kind=f.kind,
+            level=item.level, now=now, summary=f.summary, rule=item.rule, reason=item.reason,
+            evidence=f.evidence)
+
+    def _refresh(self, incident_id: int, item: Failing, track: Track, run: Run,
+                 now: datetime) -> None:
+        record = self.store.incident(incident_id)
+        if record is None or record.state is Phase.RESOLVED:
+            return
+        f = item.finding
+        silenced = None if track.ticketed or run.ticketable else run.why_not
+        self.store.update_incident(
+            incident_id, last_seen=now, occurrences=record.occurrences + 1, summary=f.summary,
+            evidence=f.evidence, rule=item.rule, reason=item.reason, level=item.level,
+            flapping=track.flapping, silenced=silenced)
+
+    def _record(self, incident_id: int, event: Event, track: Track, now: datetime) -> None:
+        store = self.store
+        store.add_event(incident_id, now, event.type.value, event.text)
+        record = store.incident(incident_id)
+        if event.type is EventType.OPENED and record is not None and record.state is Phase.PENDING:
+            store.update_incident(incident_id, state=Phase.OPEN, opened_at=now)
+            if self._on_opened is not None:
+                self._on_opened(record)
+        elif event.type in (EventType.RESOLVED, EventType.DISCARDED):
+            store.update_incident(incident_id, state=Phase.RESOLVED, resolved_at=now,
+                                  flapping=False)
+        if event.ticket is None or record is None:
+            return
+        if event.ticket is TicketOp.OPEN:
+            for sink in route(self.config, record.site, track.level):
+                store.enqueue(incident_id, sink, "open", now)
+            if record.kind is FindingKind.SITE_DOWN:
+                self._note_site_down(record, now)
+            return
+        sinks = store.incident_sinks(incident_id)
+        if event.ticket is TicketOp.RESOLVE:
+            for sink in sinks:
+                store.enqueue(incident_id, sink, "resolve", now)
+            return
+        for sink in sinks:
+            store.enqueue(incident_id, sink, "update", now, event.type.value, event.text)
+        if event.type is EventType.ESCALATED:  # a more urgent level may route to more sinks
+            for sink in route(self.config, record.site, track.level):
+                if sink not in sinks:
+                    store.enqueue(incident_id, sink, "open", now)
+
+    def _note_site_down(self, down: IncidentRecord, now: datetime) -> None:
+        """Tickets of the site's inhibited incidents learn that the whole site is now down."""
+        text = f"The whole site is now down (L1): incident #{down.id}."
+        for other in self.store.active_incidents(down.site):
+            if other.id == down.id or other.kind not in INHIBITED_BY_SITE_DOWN:
+                continue
+            self.store.add_event(other.id, now, EventType.ESCALATED.value, text)
+            for sink in self.store.incident_sinks(other.id):
+                self.store.enqueue(other.id, sink, "update", now, EventType.ESCALATED.value,
+                                   text)
+
+    def _note_suppressed(self, down: IncidentRecord, item: Failing) -> None:
+        note = f"{item.finding.check}: {item.finding.kind.value}"
+        if note not in down.suppressed and len(down.suppressed) < MAX_RELATED:
+            self.store.update_incident(down.id, suppressed=(*down.suppressed, note))
+
+    def _attach_cause(self, item: Failing, active: list[IncidentRecord], now: datetime) -> None:
+        f = item.finding
+        note = f"{f.check}: {f.kind.value} — {f.summary}"
+        key = f"{f.check}: {f.kind.value}"
+        for incident in active:
+            if incident.kind in (FindingKind.AGENT_OFFLINE,) or any(
+                    c.startswith(key) for c in incident.causes):
+                continue
+            if len(incident.causes) >= MAX_RELATED:
+                continue
+            self.store.update_incident(incident.id, causes=(*incident.causes, note))
+            self.store.add_event(incident.id, now, "cause", f"probable cause: {note}")
+            for sink in self.store.incident_sinks(incident.id):
+                self.store.enqueue(incident.id, sink, "update", now, "note",
+                                   f"Probable cause: {note}")
+
+
+def manual_resolve(store: Store, incident_id: int, now: datetime, who: str = "cli") -> bool:
+    """Resolve an incident by hand (``storewatch incidents resolve``); False if not active."""
+    with store.transaction():
+        record = store.incident(incident_id)
+        if record is None or record.state is Phase.RESOLVED:
+            return False
+        store.update_incident(incident_id, state=Phase.RESOLVED, resolved_at=now,
+                              flapping=False)
+        store.add_event(incident_id, now, EventType.RESOLVED.value, f"resolved manually ({who})")
+        for sink in store.incident_sinks(incident_id):
+            store.enqueue(incident_id, sink, "resolve", now)
+        track = store.track(record.fingerprint)
+        store.save_track(record.fingerprint, Track(changes=track.changes))
+    return True
+
+
+def _more_severe(a: Level | None, b: Level | None) -> bool:
+    return a is not None and (b is None or a < b)
+
+
+def _order(item: Failing) -> tuple[int, int]:
+    """Site-down first (so inhibition sees it in the same run), host findings last."""
+    kind = item.finding.kind
+    first = 0 if kind is FindingKind.SITE_DOWN else 2 if kind in (
+        FindingKind.SERVICE_DOWN, FindingKind.RESOURCE_PRESSURE, FindingKind.EMAIL_NOT_SENT) else 1
+    return first, int(item.level or 9)
+

@@ -1,0 +1,79 @@
+"""The built-in default sink: a local ticket list in the incident store (``local_tickets``).
+
+It behaves like a tracker: tickets carry the incident's fingerprint, so ``find`` can return the
+ticket a crash left unrecorded, and comments and resolution are appended to the ticket.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Literal
+
+from agent.sinks.base import IncidentView, SinkBuildContext, TicketEvent, TicketRef
+from agent.sinks.config import SinkModel
+from agent.sinks.render import resolution_text
+from agent.store import connect, db_path, immediate, ts
+
+
+class SqliteSinkConfig(SinkModel):
+    """``type: sqlite`` — no settings: tickets go to the agent's own store."""
+
+    type: Literal["sqlite"] = "sqlite"
+
+
+class SqliteSink:
+    """Tickets as rows of ``local_tickets`` in ``<state_dir>/storewatch.db``."""
+
+    def __init__(self, name: str, context: SinkBuildContext) -> None:
+        self.name = name
+        self._conn = connect(db_path(context.state_dir))
+
+    def close(self) -> None:
+        """Close the sink's connection."""
+        self._conn.close()
+
+    async def find(self, incident: IncidentView) -> TicketRef | None:
+        """The local ticket of this incident, if one was created."""
+        row = self._conn.execute("SELECT id FROM local_tickets WHERE sink = ? AND incident_id = ? "
+                                 "AND fingerprint = ?",
+                                 (self.name, incident.id, incident.fingerprint)).fetchone()
+        return TicketRef(self.name, f"LOCAL-{row['id']}") if row else None
+
+    async def open(self, incident: IncidentView) -> TicketRef:
+        """Create the local ticket."""
+        with immediate(self._conn):
+            cur = self._conn.execute(
+                "INSERT INTO local_tickets (sink, fingerprint, incident_id, title, body, priority, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (self.name, incident.fingerprint, incident.id, incident.title, incident.body,
+                 incident.priority, ts(datetime.now(UTC))))
+        return TicketRef(self.name, f"LOCAL-{cur.lastrowid}")
+
+    async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
+        """Append a comment (and the current priority)."""
+        self._comment(ref, f"[{event.kind.value}] {event.text}", event.at, incident.priority)
+
+    async def resolve(self, ref: TicketRef, incident: IncidentView) -> None:
+        """Mark the ticket resolved with the recovery time and duration."""
+        at = incident.resolved_at or datetime.now(UTC)
+        self._comment(ref, resolution_text(incident), at, incident.priority, resolve=True)
+
+    def _comment(self, ref: TicketRef, text: str, at: datetime, priority: int, *,
+                 resolve: bool = False) -> None:
+        ticket_id = int(ref.external_id.removeprefix("LOCAL-"))
+        with immediate(self._conn):
+            row = self._conn.execute("SELECT comments FROM local_tickets WHERE id = ?",
+                                     (ticket_id,)).fetchone()
+            comments = json.loads(row["comments"]) if row else []
+            comments.append({"at": at.isoformat(), "text": text})
+            self._conn.execute(
+                "UPDATE local_tickets SET comments = ?, priority = ?, state = CASE WHEN ? THEN "
+                "'resolved' ELSE state END, resolved_at = CASE WHEN ? THEN ? ELSE resolved_at "
+                "END WHERE id = ?", (json.dumps(comments), priority, resolve, resolve, ts(at),
+                                     ticket_id))
+
+
+def build_sqlite(config: SqliteSinkConfig, context: SinkBuildContext) -> SqliteSink:
+    """Factory registered as ``sqlite``."""
+    return SqliteSink(context.name, context)

@@ -1,0 +1,249 @@
+"""End to end over real subprocesses: `storewatch run` against the demo store, the incident store
+read back from its SQLite file and through the CLI; SIGKILL at random points."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import socket
+import sqlite3
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.demo.storefront import DemoStore
+from tests.conftest import ROOT, storewatch
+
+INTERVAL = 1.0
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path, url: str, interval: float = INTERVAL, extra: str = "") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        agent:
+          listen: 127.0.0.1:0
+          state_dir: {tmp_path / 'state'}
+          jitter: 0
+        defaults:
+          interval: {interval}s
+          timeout: {interval * 0.8:.2f}s
+        sites:
+          - name: demo
+            base_url: {url}
+            plan: support-package
+            checks:
+              - name: home
+                path: /
+                body_contains: ["Demo Outfitters"]
+              - name: category
+                path: /category/tops
+                selector: "li.product-card"
+        """) + textwrap.dedent(extra))
+    return path
+
+
+class Daemon:
+    """`python -m agent run -c CONFIG` as a real subprocess."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent", "run", "-c", str(self.config), cwd=ROOT,
+                stdout=out, stderr=out)
+
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        await asyncio.wait_for(self.proc.wait(), 15)
+
+
+@pytest.fixture
+async def daemon(tmp_path: Path) -> AsyncIterator[Callable[[Path], Daemon]]:
+    started: list[Daemon] = []
+
+    def make(config: Path) -> Daemon:
+        d = Daemon(config, tmp_path / "daemon.log")
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc is not None and d.proc.returncode is None:
+            await d.kill(signal.SIGTERM)
+
+
+def query(tmp_path: Path, sql: str) -> list[sqlite3.Row]:
+    db = tmp_path / "state" / "storewatch.db"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # schema not created yet
+        return []
+    finally:
+        conn.close()
+
+
+async def wait_for(what: str, condition: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def cli_json(*args: str) -> dict[str, Any]:
+    proc = await asyncio.to_thread(storewatch, *args)
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
+async def test_a_fault_opens_one_l1_incident_with_one_ticket_then_resolves(
+        store: DemoStore, tmp_path: Path, daemon: Callable[[Path], Daemon]) -> None:
+    config = write_config(tmp_path, store.url)
+    agent = daemon(config)
+    await agent.start()
+    await wait_for("the daemon's store", (tmp_path / "state" / "storewatch.db").exists, 20)
+    await asyncio.sleep(INTERVAL)  # a healthy round first
+    fault_on = datetime.now(UTC)
+    store.set_faults(["server_error"])
+    bound = INTERVAL * 2 + INTERVAL  # interval x confirmations (L1: 2) + one interval
+    ticket = await wait_for("the ticket", lambda: query(
+        tmp_path, "SELECT * FROM local_tickets"), bound + 2)
+    created = ticket[0]["created_at"] - fault_on.timestamp()
+    opened = query(tmp_path, "SELECT opened_at FROM incidents WHERE kind = 'site_down'")
+    print(f"fault on -> incident open {opened[0]['opened_at'] - fault_on.timestamp():.2f}s, "
+          f"-> ticket stored {created:.2f}s (bound {bound:.1f}s)")
+    assert created <= bound
+    await asyncio.sleep(INTERVAL * 3)  # the category check fails too: suppressed, not ticketed
+    store.set_faults([])
+    await wait_for("resolution", lambda: query(
+        tmp_path, "SELECT 1 FROM local_tickets WHERE state = 'resolved'"), INTERVAL * 4 + 2)
+    await wait_for("every incident resolved", lambda: not query(
+        tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved'"), INTERVAL * 4 + 2)
+    await agent.kill(signal.SIGTERM)
+    assert agent.proc is not None and agent.proc.returncode == 0
+
+    incidents = (await cli_json("incidents", "list", "--json", "-c", str(config)))["incidents"]
+    ticketed = [i for i in incidents if i["tickets"]]
+    assert len(ticketed) == 1
+    (one,) = ticketed
+    assert {k: one[k] for k in ("site", "kind", "level", "state", "flapping")} == {
+        "site": "demo", "kind": "site_down", "level": 1, "state": "resolved", "flapping": False}
+    assert one["opened_at"] and one["resolved_at"] and one["id"]
+    assert one["tickets"] == [{"sink": "sqlite", "external_id": "LOCAL-1", "state": "resolved"}]
+    suppressed = [i for i in incidents if i["kind"] == "partial_outage"]
+    assert suppressed and all(not i["tickets"] for i in suppressed)
+    tickets = await cli_json("tickets", "list", "--json", "--state-dir", str(tmp_path / "state"))
+    assert [(t["incident"], t["sink"], t["external_id"], t["state"], t["delivery"])
+            for t in tickets["tickets"]] == [(one["id"], "sqlite", "LOCAL-1", "resolved",
+                                              "delivered")]
+    assert tickets["dead_letters"] == []
+    (body,) = query(tmp_path, "SELECT body, comments FROM local_tickets")
+    assert "category: partial_outage" in body["body"]  # the suppressed related finding
+    assert "Recovered at" in json.loads(body["comments"])[-1]["text"]
+
+
+async def test_with_the_store_down_only_the_site_down_incident_is_ticketed(
+        store: DemoStore, tmp_path: Path, daemon: Callable[[Path], Daemon]) -> None:
+    store.set_faults(["down"])
+    agent = daemon(write_config(tmp_path, store.url))
+    await agent.start()
+    await wait_for("the site-down ticket", lambda: query(
+        tmp_path, "SELECT * FROM local_tickets"), 20)
+    await wait_for("the other check's incident", lambda: query(
+        tmp_path, "SELECT 1 FROM incidents WHERE kind != 'site_down' AND state = 'open'"), 10)
+    await asyncio.sleep(INTERVAL * 2)
+    store.set_faults([])
+    await wait_for("recovery", lambda: not query(
+        tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved'"), INTERVAL * 5 + 5)
+    await agent.kill(signal.SIGTERM)
+    tickets = query(tmp_path, "SELECT i.kind, t.state FROM local_tickets t JOIN incidents i "
+                              "ON i.id = t.incident_id")
+    assert [(t["kind"], t["state"]) for t in tickets] == [("site_down", "resolved")]
+
+
+async def test_an_offline_agent_opens_no_client_incident(
+        store: DemoStore, tmp_path: Path, daemon: Callable[[Path], Daemon]) -> None:
+    store.set_faults(["server_error"])
+    extra = f"""\
+        incidents:
+          reference_targets: ["http://127.0.0.1:{closed_port()}/"]
+        """
+    agent = daemon(write_config(tmp_path, store.url, extra=extra))
+    await agent.start()
+    await wait_for("the agent_offline record", lambda: query(
+        tmp_path, "SELECT 1 FROM incidents WHERE kind = 'agent_offline' AND state = 'open'"),
+        20)
+    await asyncio.sleep(INTERVAL * 3)
+    await agent.kill(signal.SIGTERM)
+    kinds = {r["kind"] for r in query(tmp_path, "SELECT kind FROM incidents")}
+    assert kinds == {"agent_offline"}
+    assert query(tmp_path, "SELECT * FROM outbox") == []
+    assert query(tmp_path, "SELECT * FROM local_tickets") == []
+
+
+async def test_sigkill_at_random_points_never_duplicates_a_ticket(
+        store: DemoStore, tmp_path: Path, daemon: Callable[[Path], Daemon]) -> None:
+    interval = 0.3
+    extra = """\
+        incidents:
+          confirm_l1: 1
+          confirm: 1
+          recover: 1
+          flap_changes: 1000
+        """
+    config = write_config(tmp_path, store.url, interval=interval, extra=extra)
+    rng = random.Random(20260301)
+    kills = 0
+    for _ in range(10):
+        agent = daemon(config)
+        await agent.start()
+        deadline = time.monotonic() + rng.uniform(0.8, 2.2)
+        while time.monotonic() < deadline:
+            store.set_faults(rng.choice([["server_error"], [], ["corrupt"], []]))
+            await asyncio.sleep(rng.uniform(0.1, 0.5))
+        await agent.kill(signal.SIGKILL)
+        kills += 1
+    store.set_faults([])
+    final = daemon(config)
+    await final.start()
+    await wait_for("everything resolved and delivered", lambda: query(
+        tmp_path, "SELECT 1 FROM incidents") and not query(
+        tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved' UNION ALL "
+                  "SELECT 1 FROM outbox WHERE state != 'delivered'"), 30)
+    await final.kill(signal.SIGTERM)
+    assert kills == 10
+    per_incident = query(tmp_path, "SELECT incident_id, COUNT(*) AS n FROM local_tickets "
+                                   "GROUP BY incident_id")
+    assert per_incident, "the faults never opened a ticket"
+    assert all(r["n"] == 1 for r in per_incident), [tuple(r) for r in per_incident]
+    opened = query(tmp_path, "SELECT DISTINCT incident_id FROM outbox WHERE action = 'open'")
+    assert len(opened) == len(per_incident)  # every ticket asked for arrived, exactly once
+    assert not query(tmp_path, "SELECT 1 FROM local_tickets WHERE state != 'resolved'")
+    assert query(tmp_path, "PRAGMA integrity_check")[0][0] == "ok"
+    print(f"{kills} SIGKILLs survived; {len(per_incident)} tickets, none duplicated")
