@@ -26,8 +26,11 @@ def status(code: int, headers: dict[str, str] | None = None, echo: bool = True) 
     error page would, so tests can prove secrets are scrubbed from error text."""
 
     def fail(request: httpx.Request) -> httpx.Response:
-        text = json.dumps({"error": f"HTTP {code}", "headers": dict(request.headers),
-                           "body": request.content.decode(errors="replace")}) if echo else ""
+        credentials = {k: v for k, v in request.headers.items()
+                       if k.lower() in ("authorization", "x-redmine-api-key")}
+        text = json.dumps({"error": f"HTTP {code}", **credentials,  # within the first 200 chars
+                           "body": request.content.decode(errors="replace"),
+                           "headers": dict(request.headers)}) if echo else ""
         return httpx.Response(code, headers=headers or {}, text=text)
 
     return fail

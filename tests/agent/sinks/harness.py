@@ -69,7 +69,7 @@ def config(name: str, url: str, **extra: Any) -> dict[str, Any]:
         "zendesk": {"url": url, "email": USER, "api_token": CANARY},
         "github": {"url": url, "repo": fakes.FakeGitHub.repo, "token": CANARY},
         "pagerduty": {"url": f"{url}/v2/enqueue", "routing_key": CANARY},
-        "alertmanager": {"urls": [url]},
+        "alertmanager": {"urls": [url], "bearer_token": CANARY},
         "email": {"host": "127.0.0.1", "port": 25, "sender": "storewatch@agency.example",
                   "to": ["oncall@agency.example"], "username": USER, "password": CANARY},
     }

@@ -69,7 +69,7 @@ class WebhookReceiver:
             reply = self.replies.pop(0)
             if reply.stall:
                 await asyncio.sleep(reply.stall)
-            echo = json.dumps({"headers": headers, "body": raw.decode(errors="replace")})
+            echo = json.dumps({"body": raw.decode(errors="replace"), "headers": headers})
             return web.Response(status=reply.status, headers=reply.headers, text=echo)
         problem = self.verify(headers, raw)
         if problem:
