@@ -138,7 +138,7 @@ class Authenticator:
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login == self.user
               and auth_data.password == self.password)
         self.failures += not ok
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)
 
 
 def _free_port() -> int:
