@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, field_validator
 
 from agent.errors import RetryableSinkError
 from agent.sinks.base import (
@@ -40,12 +40,21 @@ class PagerDutyConfig(SinkSettings):
 
     type: Literal["pagerduty"]
     url: HttpUrl = "https://events.pagerduty.com/v2/enqueue"
-    routing_key: Annotated[SecretStr, Field(min_length=32, max_length=32)]
+    routing_key: SecretStr
     severities: Annotated[dict[LevelKey, Severity],
                           AfterValidator(with_defaults(DEFAULT_SEVERITIES))
                           ] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))  # type: ignore[arg-type]
     client_url: HttpUrl | None = None
     """Shown in PagerDuty as the sender's link (e.g. your dashboard)."""
+
+    @field_validator("routing_key")
+    @classmethod
+    def _integration_key(cls, value: SecretStr) -> SecretStr:
+        length = len(value.get_secret_value())
+        if length != 32:
+            raise ValueError("must be the 32-character Events API v2 integration key, not "
+                             f"{length} characters")
+        return value
 
 
 class PagerDutyClient(TrackerClient):
