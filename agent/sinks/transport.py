@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -107,23 +107,20 @@ def _safe_url(url: httpx.URL) -> str:
 
 def json_object(response: httpx.Response, what: str) -> dict[str, Any]:
     """The response body as a JSON object; a tracker answering otherwise is retried later."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
-        raise RetryableSinkError(f"{what}: HTTP {response.status_code} without the expected "
-                                 "JSON object")
-    return data
+    return cast(dict[str, Any], _json(response, what, dict, "object"))
 
 
 def json_list(response: httpx.Response, what: str) -> list[Any]:
-    """The response body as a JSON array (GitHub lists, Redmine/Zendesk under a key)."""
+    """The response body as a JSON array (e.g. GitHub's lists)."""
+    return cast(list[Any], _json(response, what, list, "array"))
+
+
+def _json(response: httpx.Response, what: str, kind: type, name: str) -> object:
     try:
         data = response.json()
     except ValueError:
         data = None
-    if not isinstance(data, list):
+    if not isinstance(data, kind):
         raise RetryableSinkError(f"{what}: HTTP {response.status_code} without the expected "
-                                 "JSON array")
+                                 f"JSON {name}")
     return data

@@ -79,9 +79,7 @@ def config(name: str, url: str, **extra: Any) -> dict[str, Any]:
 def build_sink(name: str, cfg: dict[str, Any], ctx: SinkBuildContext, **kw: Any) -> TicketSink:
     """Validate ``cfg`` with the registered model and build the sink."""
     model, factory = SINKS[name]
-    if kw:
-        return factory.__call__(model.model_validate(cfg), ctx, **kw)  # type: ignore[call-arg]
-    return factory(model.model_validate(cfg), ctx)
+    return factory(model.model_validate(cfg), ctx, **kw)  # type: ignore[call-arg]
 
 
 def _basic(user: str) -> str:

@@ -359,3 +359,12 @@ async def test_alertmanager_every_peer_down_is_retryable(ctx: SinkBuildContext) 
         sink = build_sink("alertmanager", cfg, ctx, clock=lambda: NOW)
         with pytest.raises(RetryableSinkError, match=r"HTTP 503.*; .*HTTP 400"):
             await sink.open(make_incident())
+
+
+async def test_a_2xx_answer_that_is_not_json_is_retryable(jira: fakes.FakeJira,
+                                                          ctx: SinkBuildContext) -> None:
+    jira.fail_next(lambda request: httpx.Response(201, text="<html>proxy</html>"))
+    sink = build_sink("jira", config("jira", jira.base_url), ctx)
+    with pytest.raises(RetryableSinkError, match="tickets: create issue: HTTP 201 without the "
+                                                 "expected JSON object"):
+        await sink.open(make_incident())
