@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import smtplib
 import ssl
 from collections.abc import Callable
@@ -122,7 +123,8 @@ class EmailSink:
                          extra={"message_id": message_id, "subject": subject})
 
     def _journal(self, incident: IncidentView) -> Path:
-        return self.journal_dir / f"{incident.fingerprint}.json"
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", incident.fingerprint)
+        return self.journal_dir / f"{safe}.json"
 
     def _note(self, incident: IncidentView, ref: TicketRef) -> None:
         self.journal_dir.mkdir(parents=True, exist_ok=True)

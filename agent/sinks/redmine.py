@@ -105,8 +105,10 @@ class RedmineSink:
             "private_notes": self.config.private_notes}})
         response = await self.http.request("GET", path, action="read issue")
         issue = json_object(response, f"{self.name}: read issue").get("issue") or {}
-        now = (issue.get("status") or {}).get("id") if isinstance(issue, dict) else None
-        if now != status:
+        if not isinstance(issue, dict):
+            issue = {}
+        now = (issue.get("status") or {}).get("id")
+        if now != status and not issue.get("closed_on"):  # closed otherwise (by a person) is fine
             raise PermanentSinkError(
                 f"{self.name}: close issue {ref.external_id}: status is still {now}, not "
                 f"{status}: the API user's workflow does not allow that transition")

@@ -8,6 +8,8 @@ priority on escalation); resolve sets ``status: solved`` with a comment.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -57,6 +59,14 @@ class ZendeskConfig(SinkSettings):
     """Off: comments are internal notes (no e-mail to the requester)."""
 
 
+def idempotency_key(incident: IncidentView, ticket: Mapping[str, Any]) -> str:
+    """Same incident and same request → same key (a retry returns the first ticket). Zendesk
+    rejects a reused key with another body, so the body's digest is part of the key: if the
+    text changed between attempts, ``find`` is what prevents a duplicate."""
+    digest = hashlib.sha256(json.dumps(ticket, sort_keys=True).encode()).hexdigest()[:16]
+    return f"{incident.fingerprint}-{incident.id}-{digest}"
+
+
 class ZendeskSink:
     """Tickets as Zendesk tickets."""
 
@@ -97,7 +107,7 @@ class ZendeskSink:
         }
         response = await self.http.request(
             "POST", "/api/v2/tickets", action="create ticket", json={"ticket": ticket},
-            headers={"Idempotency-Key": f"{incident.fingerprint}-{incident.id}"})
+            headers={"Idempotency-Key": idempotency_key(incident, ticket)})
         created = json_object(response, f"{self.name}: create ticket").get("ticket") or {}
         if not isinstance(created, dict) or created.get("id") is None:
             raise PermanentSinkError(f"{self.name}: create ticket: answer has no ticket id")

@@ -230,9 +230,11 @@ class FakeRedmine(FakeTracker):
 
     def read(self, request: httpx.Request, id: str) -> httpx.Response:
         ticket = self.tickets[id]
-        return httpx.Response(200, json={"issue": {"id": int(id), "status": {
-            "id": ticket.data["status_id"], "name": "Closed" if ticket.state == "resolved"
-            else "New"}}})
+        closed = ticket.state == "resolved"
+        return httpx.Response(200, json={"issue": {
+            "id": int(id), "status": {"id": ticket.data["status_id"],
+                                      "name": "Closed" if closed else "New"},
+            "closed_on": "2026-03-01T10:07:00Z" if closed else None}})
 
 
 class FakeZendesk(FakeTracker):

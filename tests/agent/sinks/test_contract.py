@@ -121,3 +121,27 @@ async def test_failures_are_retryable_or_permanent_and_never_leak_the_secret(
             assert secret not in repr(raised.value.args)
             assert secret not in caplog.text
             assert all(secret not in url for url in h.requests())
+
+
+@pytest.mark.parametrize("action", ["update", "resolve"])
+@pytest.mark.parametrize("name", HTTP_SINKS)
+async def test_update_and_resolve_failures_are_retryable_and_a_retry_completes(
+        name: str, action: str, http: httpx.AsyncClient, tmp_path: Path) -> None:
+    async with harness(name, http, tmp_path) as h:
+        sink = h.build()
+        incident = make_incident()
+        ref = await sink.open(incident)
+
+        async def act() -> None:
+            if action == "update":
+                await sink.update(ref, incident, event())
+            else:
+                await sink.resolve(ref, resolved(incident))
+
+        h.fail_next(Fail(503))
+        with pytest.raises(RetryableSinkError, match="HTTP 503"):
+            await act()
+        await act()
+        assert h.tickets() == {ref.external_id: "resolved" if action == "resolve" else "open"}
+        if action == "update":
+            assert h.updates(ref.external_id) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -163,8 +164,9 @@ async def test_zendesk_requests(ctx: SinkBuildContext) -> None:
         "subject": incident.title, "comment": {"body": incident.body, "public": False},
         "priority": "high", "type": "incident", "tags": ["storewatch", FINGERPRINT, "acme"],
         "external_id": FINGERPRINT}})
-    assert create.headers["idempotency-key"] == f"{FINGERPRINT}-42"
-    assert retried.headers["idempotency-key"] == f"{FINGERPRINT}-42"
+    key = create.headers["idempotency-key"]
+    assert re.fullmatch(rf"{FINGERPRINT}-42-[0-9a-f]{{16}}", key)
+    assert retried.headers["idempotency-key"] == key
     assert again.external_id == ref.external_id == "1" and len(fake.tickets) == 1
     assert ref.url == f"{fake.base_url}/agent/tickets/1"
     assert sent(comment) == ("PUT", "/api/v2/tickets/1", {"ticket": {
@@ -368,3 +370,25 @@ async def test_a_2xx_answer_that_is_not_json_is_retryable(jira: fakes.FakeJira,
     with pytest.raises(RetryableSinkError, match="tickets: create issue: HTTP 201 without the "
                                                  "expected JSON object"):
         await sink.open(make_incident())
+
+
+async def test_zendesk_idempotency_key_changes_with_the_ticket_text(ctx: SinkBuildContext) -> None:
+    fake = fakes.FakeZendesk()
+    with fake.router:
+        sink = build_sink("zendesk", config("zendesk", fake.base_url), ctx)
+        await sink.open(make_incident())
+        await sink.open(escalated(make_incident(), Level.L2))  # re-rendered before the retry
+    first, second = (r.headers["idempotency-key"] for r in fake.requests)
+    assert first != second  # a reused key with another body would be rejected by Zendesk
+
+
+async def test_redmine_issue_closed_by_a_person_resolves_quietly(ctx: SinkBuildContext) -> None:
+    fake = fakes.FakeRedmine()
+    with fake.router:
+        sink = build_sink("redmine", config("redmine", fake.base_url), ctx)
+        ref = await sink.open(make_incident())
+        ticket = fake.tickets[ref.external_id]
+        ticket.state, ticket.data["status_id"] = "resolved", 6  # "Rejected" by a person
+        fake.workflow_allows_close = False  # and 6 → 5 is not in the workflow
+        await sink.resolve(ref, resolved(make_incident()))
+    assert ticket.data["status_id"] == 6
