@@ -11,15 +11,16 @@ log or raise secret values; the outbox owns retries and backoff, not the sink.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from agent.config.durations import format_duration
 from agent.errors import PermanentSinkError, RetryableSinkError
 from classifier import Evidence, FindingKind, Level, Plan
 
@@ -172,3 +173,35 @@ def retry_after_seconds(headers: httpx.Headers, now: datetime | None = None) -> 
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+SinkFactory = Callable[[Any, SinkBuildContext], TicketSink]
+"""``build(config, ctx) -> TicketSink``: one per sink module, registered in ``SINKS``."""
+
+Clock = Callable[[], datetime]
+"""Returns the current aware UTC time; injected so tests control it."""
+
+
+def utc_now() -> datetime:
+    """The current time, aware, in UTC (the default ``Clock``)."""
+    return datetime.now(UTC)
+
+
+@runtime_checkable
+class PeriodicResend(Protocol):
+    """A sink whose open tickets expire unless re-sent (Alertmanager).
+
+    While an incident is open the daemon calls ``update(ref, incident, TicketEvent(REMINDER,
+    ...))`` at least every ``resend_interval`` seconds; a missed re-send lets the tracker resolve
+    the alert on its own after a few intervals.
+    """
+
+    resend_interval: float
+
+
+def resolution_text(incident: IncidentView) -> str:
+    """``Recovered at 2026-01-01 10:05:00 UTC after 5m (12 failing runs).``"""
+    at = incident.resolved_at or incident.last_seen
+    duration = max(0.0, (at - incident.opened_at).total_seconds())
+    return (f"Recovered at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC after "
+            f"{format_duration(round(duration))} ({incident.occurrences} failing runs).")
