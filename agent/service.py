@@ -21,12 +21,14 @@ from typing import Any
 from agent.config.loader import load_config
 from agent.config.schema import Config, split_listen
 from agent.errors import ConfigError, StorewatchError
+from agent.host import HostMonitor
 from agent.httpclient import HttpClients
 from agent.metrics.collectors import AgentMetrics
 from agent.metrics.server import MetricsServer
 from agent.pipeline import Classifier, LatestResults, Observation
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
+from agent.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,10 @@ class Agent:
         self.runner = CheckRunner(self.clients, Classifier(config), self.latest, self.metrics,
                                   config.agent.concurrency, self._observed)
         self.scheduler = CheckScheduler(self.runner)
+        self.host = HostMonitor(self.clients, self.runner.record)
+        self.host.apply(config.host)
+        self.metrics.registry.register(self.host.collector())
+        self.notifier = Notifier()
         host, port = split_listen(config.agent.listen)
         try:
             self.server = MetricsServer(host, port, self.metrics.registry, self._health)
@@ -115,6 +121,17 @@ class Agent:
 
     def reload(self) -> bool:
         """Reload the config file; on error keep running the current one."""
+        self.notifier.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.notifier.ready(self._status())
+
+    def _status(self) -> str:
+        return (f"{len(self.config.planned_checks())} checks on {len(self.config.sites)} sites; "
+                f"metrics at {self.metrics_url}")
+
+    def _reload(self) -> bool:
         try:
             config = load(self.config_path, self.overrides)
         except ConfigError as exc:
@@ -126,7 +143,9 @@ class Agent:
         self.config = config
         self.runner.classifier = Classifier(config)
         self.scheduler.apply(config)
-        self.latest.retain((p.site.name, p.check.name) for p in config.planned_checks())
+        self.host.apply(config.host)
+        self.latest.retain([*((p.site.name, p.check.name) for p in config.planned_checks()),
+                            *self.host.result_keys()])
         self.metrics.config_loaded(True, len(config.planned_checks()))
         log.info("config reloaded: %d sites, %d checks", len(config.sites),
                  len(config.planned_checks()))
@@ -144,6 +163,8 @@ class Agent:
         self.scheduler.apply(self.config)
         self.metrics.config_loaded(True, len(self.config.planned_checks()))
         self.scheduler.start()
+        self.host.start()
+        watchdog = asyncio.create_task(self.notifier.watchdog_loop(), name="watchdog")
         installed: list[signal.Signals] = []
         for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                              (signal.SIGHUP, self.reload)):
@@ -154,6 +175,7 @@ class Agent:
                 pass
         log.info("storewatch running: %d checks on %d sites; metrics at %s",
                  len(self.config.planned_checks()), len(self.config.sites), self.metrics_url)
+        self.notifier.ready(self._status())
         try:
             if duration is None:
                 await self._stop.wait()
@@ -161,9 +183,12 @@ class Agent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), duration)
         finally:
+            self.notifier.stopping()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            await self.host.stop()
             await self.scheduler.shutdown(DRAIN_SECONDS)
+            watchdog.cancel()
             await self.clients.aclose()
             self.server.stop()
             log.info("storewatch stopped")
