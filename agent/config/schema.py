@@ -334,7 +334,8 @@ class HostSettings(StrictModel):
     def _timeout_fits_interval(self) -> HostSettings:
         if self.reading_timeout >= self.interval:
             raise ValueErrorAt(("reading_timeout",),
-                               f"{format_duration(self.reading_timeout)} must be shorter than "
+                               f"reading_timeout {format_duration(self.reading_timeout)} must be "
+                               "shorter than "
                                f"interval {format_duration(self.interval)}")
         return self
 

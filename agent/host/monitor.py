@@ -154,8 +154,7 @@ class HostMonitor:
                                        measurements={"processes": float(svc.processes)},
                                        findings=tuple(found)))
         for result in results:
-            self._mail_seconds = result.duration_s
-        self._record(result)
+            self._record(result)
         return results
 
     async def check_mail(self, site: str, settings: MailQueue) -> ProbeResult:
