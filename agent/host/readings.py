@@ -162,18 +162,26 @@ class _Box:
 
 def measured_mounts(settings: HostFilesystems) -> list[tuple[str, str]]:
     """``(mountpoint, fstype)`` of the real mounts to measure, per ``settings``."""
+    every = bool(settings.mountpoints) or settings.include_network
+    return select_mounts([(p.device, p.mountpoint, p.fstype)
+                          for p in psutil.disk_partitions(all=every)], settings)
+
+
+def select_mounts(partitions: Sequence[tuple[str, str, str]],
+                  settings: HostFilesystems) -> list[tuple[str, str]]:
+    """Filter ``(device, mountpoint, fstype)`` rows: network and pseudo filesystems out unless
+    asked for, configured exclusions out, each mount point once."""
     wanted = set(settings.mountpoints)
     seen: set[str] = set()
     mounts: list[tuple[str, str]] = []
-    for part in psutil.disk_partitions(all=bool(wanted) or settings.include_network):
-        mp, fstype = part.mountpoint, part.fstype
+    for device, mp, fstype in partitions:
         if mp in seen or mp in settings.exclude_mountpoints:
             continue
         if wanted and mp not in wanted:
             continue
         if fstype in NETWORK_FS_TYPES and not settings.include_network:
             continue
-        if not wanted and not part.device.startswith("/") and fstype not in NETWORK_FS_TYPES:
+        if not wanted and not device.startswith("/") and fstype not in NETWORK_FS_TYPES:
             continue  # pseudo filesystems (proc, tmpfs, overlay, ...) when listing all mounts
         seen.add(mp)
         mounts.append((mp, fstype))
