@@ -1,9 +1,11 @@
 """The running agent: builds the stack from a config, runs the daemon or one pass of checks.
 
 ``Agent`` owns the shared HTTP clients, the classifier, the latest results, the metrics
-registry and server, and the scheduler. SIGHUP reloads the config (a bad config keeps the old
-one running and sets ``storewatch_config_last_reload_successful`` to 0); SIGTERM/SIGINT stop
-scheduling, let in-flight checks finish for a few seconds, and exit cleanly.
+registry and server, the scheduler and the host monitor (``host:``). SIGHUP reloads the config
+(a bad config keeps the old one running and sets ``storewatch_config_last_reload_successful``
+to 0); SIGTERM/SIGINT stop scheduling, let in-flight checks finish for a few seconds, and exit
+cleanly. Under systemd it reports READY/RELOADING/STOPPING and pings the watchdog from the event
+loop (agent/systemd.py).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class DeadlineRunner:
             timeout: float) -> tuple[dict[str, Any], list[ReadingStatus]]:
         """Results of the calls that finished within ``timeout``, and a status for every call."""
         start = time.perf_counter()
-        boxes: dict[str, _Box] = {}
+        boxes: dict[str, tuple[_Box, threading.Thread]] = {}
         statuses: list[ReadingStatus] = []
         for name, call in calls.items():
             with self._lock:
@@ -117,23 +117,20 @@ class DeadlineRunner:
                     statuses.append(ReadingStatus(name, False, 0.0,
                                                   "still hung from an earlier reading"))
                     continue
-                box = _Box(call)
-                thread = threading.Thread(target=box.run, name=f"host-reading {name}",
-                                          daemon=True)
-                self._hung[name] = thread
+                self._hung.pop(name, None)
+            box = _Box(call)
+            thread = threading.Thread(target=box.run, name=f"host-reading {name}", daemon=True)
             thread.start()
-            boxes[name] = box
+            boxes[name] = (box, thread)
         results: dict[str, Any] = {}
         deadline = start + timeout
-        for name, box in boxes.items():
-            finished = box.done.wait(max(0.0, deadline - time.perf_counter()))
-            if not finished:
+        for name, (box, thread) in boxes.items():
+            if not box.done.wait(max(0.0, deadline - time.perf_counter())):
+                with self._lock:
+                    self._hung[name] = thread  # abandoned: not started again while it hangs
                 statuses.append(ReadingStatus(name, False, time.perf_counter() - start,
                                               f"no answer within {timeout:g}s"))
-                continue
-            with self._lock:
-                self._hung.pop(name, None)
-            if box.error is not None:
+            elif box.error is not None:
                 statuses.append(ReadingStatus(name, False, box.seconds, box.error))
             else:
                 statuses.append(ReadingStatus(name, True, box.seconds))
