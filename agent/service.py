@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config.loader import load_config
-from agent.config.schema import Config, split_listen
+from agent.config.schema import Config, HostSettings, split_listen
 from agent.errors import ConfigError, StorewatchError
 from agent.host import HostMonitor
 from agent.httpclient import HttpClients
@@ -203,6 +203,21 @@ async def check_once(config: Config, site: str | None = None) -> list[Observatio
     runner = CheckRunner(clients, Classifier(config), LatestResults(), None,
                          config.agent.concurrency)
     try:
-        return list(await asyncio.gather(*(runner.run(p) for p in planned)))
+        observations = list(await asyncio.gather(*(runner.run(p) for p in planned)))
+        if config.host is not None and site in (None, config.host.site):
+            observations += await _check_host_once(config.host, clients, runner)
+        return observations
     finally:
         await clients.aclose()
+
+
+async def _check_host_once(settings: HostSettings, clients: HttpClients,
+                           runner: CheckRunner) -> list[Observation]:
+    """One run of the host checks (no CPU or paging rates: those need two readings)."""
+    host = HostMonitor(clients, runner.record)
+    host.apply(settings)
+    await host.check_host(settings)
+    if settings.mail_queue is not None:
+        await host.check_mail(settings.site, settings.mail_queue)
+    keys = set(host.result_keys())
+    return [o for o in runner.latest.snapshot() if (o.result.site, o.result.check) in keys]

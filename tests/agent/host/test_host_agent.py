@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from agent.metrics import catalog
 from agent.service import Agent
 from classifier import FindingKind, Level
 from tests.agent.host.conftest import MARKER
+from tests.conftest import storewatch
 
 
 def host_config(url: str, mail_cmd: str) -> Config:
@@ -97,3 +99,22 @@ async def test_reload_without_host_drops_host_results(agent: Agent, tmp_path: Pa
     async with httpx.AsyncClient() as client:
         text = (await client.get(agent.metrics_url)).text
     assert "storewatch_host_" not in text
+
+
+def test_check_command_reports_a_missing_service(write_config: Callable[[str], Path]) -> None:
+    path = write_config("""
+        sites:
+          - name: shop
+            base_url: http://127.0.0.1:9
+            timeout: 0.5s
+            checks: [{name: home}]
+        host:
+          site: shop
+          services: [{name: php-fpm, process_names: [php-fpm-not-running]}]
+    """)
+    proc = storewatch("check", "-c", str(path), "--json")
+    assert proc.returncode == 1, proc.stderr
+    results = {r["check"]: r for r in json.loads(proc.stdout)["results"]}
+    assert set(results) == {"home", "host", "service-php-fpm"}
+    (finding,) = results["service-php-fpm"]["findings"]
+    assert (finding["kind"], finding["level"]) == ("service_down", 2)
