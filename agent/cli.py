@@ -25,14 +25,16 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from agent import __version__
 from agent.config.schema import DEFAULT_CONFIG_PATH, Config
-from agent.config.secrets import SecretScrubbingFilter, scrub
+from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
+from agent.logs import LOG_FORMATS, setup_logging
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Shopper-style monitoring for online shops.")
     p.add_argument("--version", action="version", version=f"storewatch {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   default=os.environ.get("STOREWATCH_LOG_FORMAT", "text"),
+                   help="text (default; no timestamps under journald) or json, one event per line")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(cmd: argparse.ArgumentParser) -> None:
@@ -85,17 +90,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(SecretScrubbingFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "apscheduler", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if not verbose else logging.INFO)
-
-
 def _error(message: str) -> None:
     print(f"storewatch: {scrub(message)}", file=sys.stderr)
 
@@ -103,7 +97,11 @@ def _error(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``storewatch`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    if args.log_format not in LOG_FORMATS:  # from $STOREWATCH_LOG_FORMAT
+        _error(f"STOREWATCH_LOG_FORMAT: '{args.log_format}' is not one of "
+               f"{', '.join(LOG_FORMATS)}")
+        return EXIT_USAGE
+    setup_logging(args.verbose, args.log_format)
     try:
         return _dispatch(args)
     except ConfigError as exc:

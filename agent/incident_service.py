@@ -61,11 +61,14 @@ class IncidentService:
             return SiteInfo(dashboard_template=self.config.incidents.dashboard_url)
         return SiteInfo(s.plan, s.account_manager, self.config.incidents.dashboard_url)
 
-    def _opened(self, record: IncidentRecord) -> None:
+    def _opened(self, record: IncidentRecord, no_ticket: str | None) -> None:
         level = str(record.level) if record.level is not None else "none"
-        log.log(logging.WARNING if record.level is not None else logging.INFO,
-                "incident #%d opened: [%s] %s — %s: %s", record.id, level, record.site,
-                record.check, record.summary)
+        if no_ticket is None:
+            log.warning("incident #%d opened: [%s] %s — %s: %s", record.id, level, record.site,
+                        record.check, record.summary)
+        else:
+            log.info("incident #%d opened without a ticket (%s): [%s] %s — %s: %s", record.id,
+                     no_ticket, level, record.site, record.check, record.summary)
         if self.metrics is not None:
             self.metrics.incident_opened(record.site, level)
 

@@ -106,7 +106,7 @@ class IncidentEngine:
     """Turns observations into incidents, history and outbox entries."""
 
     def __init__(self, store: Store, config: Config,
-                 on_opened: Callable[[IncidentRecord], None] | None = None) -> None:
+                 on_opened: Callable[[IncidentRecord, str | None], None] | None = None) -> None:
         self.store = store
         self.config = config
         self._on_opened = on_opened
@@ -208,7 +208,9 @@ class IncidentEngine:
         if event.type is EventType.OPENED and record is not None and record.state is Phase.PENDING:
             store.update_incident(incident_id, state=Phase.OPEN, opened_at=now)
             if self._on_opened is not None:
-                self._on_opened(record)
+                # why it gets no ticket (suppressed, maintenance, offline), None when it does
+                why_not = event.text.partition("not ticketed: ")[2] or "not ticketed"
+                self._on_opened(record, None if event.ticket is TicketOp.OPEN else why_not)
         elif event.type in (EventType.RESOLVED, EventType.DISCARDED):
             store.update_incident(incident_id, state=Phase.RESOLVED, resolved_at=now,
                                   flapping=False)

@@ -35,7 +35,7 @@ from agent.httpclient import HttpClients
 from agent.metrics.collectors import AgentMetrics
 from agent.pipeline import Classifier, LatestResults, Observation
 from agent.probes import PROBES
-from agent.probes.base import ProbeContext, run_guarded
+from agent.probes.base import ProbeContext, ProbeResult, run_guarded
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,13 @@ class CheckRunner:
             ctx = ProbeContext(self.clients, planned.site, planned.timeout,
                                baselines=self.baselines)
             result = await run_guarded(probe, planned.check, ctx)
+        return self.record(result)
+
+    def record(self, result: ProbeResult) -> Observation:
+        """Classify ``result``, keep it as the latest, count it and hand it on.
+
+        ``run`` ends here; checks without a probe (the host checks) call it directly.
+        """
         observation = self.classifier.observe(result)
         self.latest.put(observation)
         if self.metrics is not None:
@@ -77,7 +84,7 @@ class CheckRunner:
             try:
                 self.on_observation(observation)
             except Exception:
-                log.exception("observation handler failed for %s", planned.key)
+                log.exception("observation handler failed for %s/%s", result.site, result.check)
         return observation
 
 

@@ -1,9 +1,11 @@
 """The running agent: builds the stack from a config, runs the daemon or one pass of checks.
 
 ``Agent`` owns the shared HTTP clients, the classifier, the latest results, the metrics
-registry and server, and the scheduler. SIGHUP reloads the config (a bad config keeps the old
-one running and sets ``storewatch_config_last_reload_successful`` to 0); SIGTERM/SIGINT stop
-scheduling, let in-flight checks finish for a few seconds, and exit cleanly.
+registry and server, the scheduler and the host monitor (``host:``). SIGHUP reloads the config
+(a bad config keeps the old one running and sets ``storewatch_config_last_reload_successful``
+to 0); SIGTERM/SIGINT stop scheduling, let in-flight checks finish for a few seconds, and exit
+cleanly. Under systemd it reports READY/RELOADING/STOPPING and pings the watchdog from the event
+loop (agent/systemd.py).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 
 from agent.baselines import BaselineStore
 from agent.config.loader import load_config
-from agent.config.schema import Config, split_listen
+from agent.config.schema import Config, HostSettings, split_listen
 from agent.errors import ConfigError, StorewatchError
+from agent.host import HostMonitor
 from agent.httpclient import HttpClients
 from agent.incident_service import IncidentService
 from agent.metrics.collectors import AgentMetrics
@@ -31,6 +34,7 @@ from agent.pipeline import Classifier, LatestResults, Observation
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
 from agent.store import db_path
+from agent.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,10 @@ class Agent:
         self.runner = CheckRunner(self.clients, Classifier(config), self.latest, self.metrics,
                                   config.agent.concurrency, self._observed)
         self.scheduler = CheckScheduler(self.runner)
+        self.host = HostMonitor(self.clients, self.runner.record)
+        self.host.apply(config.host)
+        self.metrics.registry.register(self.host.collector())
+        self.notifier = Notifier()
         host, port = split_listen(config.agent.listen)
         try:
             self.server = MetricsServer(host, port, self.metrics.registry, self._health)
@@ -122,6 +130,17 @@ class Agent:
 
     def reload(self) -> bool:
         """Reload the config file; on error keep running the current one."""
+        self.notifier.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.notifier.ready(self._status())
+
+    def _status(self) -> str:
+        return (f"{len(self.config.planned_checks())} checks on {len(self.config.sites)} sites; "
+                f"metrics at {self.metrics_url}")
+
+    def _reload(self) -> bool:
         try:
             config = load(self.config_path, self.overrides)
         except ConfigError as exc:
@@ -136,7 +155,9 @@ class Agent:
         self.incidents.reconfigure(config)
         self.runner.classifier = Classifier(config)
         self.scheduler.apply(config)
-        self.latest.retain((p.site.name, p.check.name) for p in config.planned_checks())
+        self.host.apply(config.host)
+        self.latest.retain([*((p.site.name, p.check.name) for p in config.planned_checks()),
+                            *self.host.result_keys()])
         self.metrics.config_loaded(True, len(config.planned_checks()))
         log.info("config reloaded: %d sites, %d checks", len(config.sites),
                  len(config.planned_checks()))
@@ -156,6 +177,8 @@ class Agent:
         self.metrics.config_loaded(True, len(self.config.planned_checks()))
         self.scheduler.start()
         self.incidents.start()
+        self.host.start()
+        watchdog = asyncio.create_task(self.notifier.watchdog_loop(), name="watchdog")
         installed: list[signal.Signals] = []
         for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                              (signal.SIGHUP, self.reload)):
@@ -166,6 +189,7 @@ class Agent:
                 pass
         log.info("storewatch running: %d checks on %d sites; metrics at %s",
                  len(self.config.planned_checks()), len(self.config.sites), self.metrics_url)
+        self.notifier.ready(self._status())
         try:
             if duration is None:
                 await self._stop.wait()
@@ -173,10 +197,13 @@ class Agent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), duration)
         finally:
+            self.notifier.stopping()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            await self.host.stop()
             await self.scheduler.shutdown(DRAIN_SECONDS)
             await self.incidents.stop()
+            watchdog.cancel()
             await self.clients.aclose()
             if self.runner.baselines is not None:
                 self.runner.baselines.close()
@@ -192,8 +219,23 @@ async def check_once(config: Config, site: str | None = None) -> list[Observatio
     runner = CheckRunner(clients, Classifier(config), LatestResults(), None,
                          config.agent.concurrency, baselines=baselines)
     try:
-        return list(await asyncio.gather(*(runner.run(p) for p in planned)))
+        observations = list(await asyncio.gather(*(runner.run(p) for p in planned)))
+        if config.host is not None and site in (None, config.host.site):
+            observations += await _check_host_once(config.host, clients, runner)
+        return observations
     finally:
         await clients.aclose()
         if baselines is not None:
             baselines.close()
+
+
+async def _check_host_once(settings: HostSettings, clients: HttpClients,
+                           runner: CheckRunner) -> list[Observation]:
+    """One run of the host checks (no CPU or paging rates: those need two readings)."""
+    host = HostMonitor(clients, runner.record)
+    host.apply(settings)
+    await host.check_host(settings)
+    if settings.mail_queue is not None:
+        await host.check_mail(settings.site, settings.mail_queue)
+    keys = set(host.result_keys())
+    return [o for o in runner.latest.snapshot() if (o.result.site, o.result.check) in keys]

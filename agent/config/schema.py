@@ -785,6 +785,133 @@ class Route(StrictModel):
         """Whether an incident of ``site`` at ``level`` takes this route."""
         return ((not self.sites or site in self.sites)
                 and (not self.levels or (level is not None and level in self.levels)))
+# --- host: the shop server this agent runs on (resources, services, mail queue, heartbeat) ---
+
+NETWORK_FS_TYPES: tuple[str, ...] = (
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "sshfs", "fuse.sshfs", "ceph", "fuse.ceph",
+    "glusterfs", "fuse.glusterfs", "9p", "afs", "lustre", "davfs", "fuse.s3fs", "fuse.rclone",
+    "gpfs", "ocfs2", "gfs2",
+)
+"""Filesystem types skipped unless ``host.filesystems.include_network`` is on."""
+
+
+class HostFilesystems(StrictModel):
+    """Which mounts are measured: real local ones by default, network mounts only on request."""
+
+    mountpoints: list[str] = Field(default_factory=list)
+    """Only these mount points (empty: every real local mount)."""
+    exclude_mountpoints: list[str] = Field(default_factory=list)
+    include_network: bool = False
+
+
+class HostThresholds(StrictModel):
+    """Readings that turn into ``resource_pressure`` findings (ratios are 0-1)."""
+
+    cpu_usage: float = Field(default=0.95, gt=0, le=1)
+    load_per_cpu: float = Field(default=2.0, gt=0)
+    memory_used: float = Field(default=0.92, gt=0, le=1)
+    swap_used: float = Field(default=0.8, gt=0, le=1)
+    swap_io_bytes_per_second: float = Field(default=10 * 1024 * 1024, gt=0)
+    """Pages in + out per second above this is thrashing: critical (L2)."""
+    filesystem_used: float = Field(default=0.9, gt=0, le=1)
+    filesystem_used_critical: float = Field(default=0.95, gt=0, le=1)
+    inodes_used: float = Field(default=0.9, gt=0, le=1)
+    inodes_used_critical: float = Field(default=0.95, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _critical_above_warning(self) -> HostThresholds:
+        for name in ("filesystem_used", "inodes_used"):
+            if getattr(self, f"{name}_critical") < getattr(self, name):
+                raise ValueErrorAt((f"{name}_critical",),
+                                   f"must be at least {name} ({getattr(self, name):g})")
+        return self
+
+
+class ServiceGroup(StrictModel):
+    """A named group of processes the shop needs, matched by process name or command line."""
+
+    name: Name
+    process_names: list[str] = Field(default_factory=list)
+    """Exact process names (e.g. ``nginx``, ``php-fpm8.2``, ``mariadbd``)."""
+    cmdline: list[str] = Field(default_factory=list)
+    """Regular expressions searched in the full command line."""
+    min_processes: int = Field(default=1, ge=1)
+
+    @field_validator("cmdline")
+    @classmethod
+    def _regexes(cls, value: list[str]) -> list[str]:
+        return AvailabilityCheck._regexes(value)
+
+    @model_validator(mode="after")
+    def _has_matcher(self) -> ServiceGroup:
+        if not self.process_names and not self.cmdline:
+            raise ValueError("set process_names or cmdline (or both)")
+        return self
+
+
+class MailQueue(StrictModel):
+    """The local MTA's queue: size and oldest message age → ``email_not_sent``."""
+
+    mta: Literal["postfix", "exim", "command"] = "postfix"
+    command: list[str] = Field(default_factory=list)
+    """argv to run instead of the MTA's own (``mta: command`` prints JSON
+    ``{"messages": N, "oldest_age_seconds": S}``)."""
+    max_messages: int = Field(default=100, ge=0)
+    max_age: Duration = 1800.0
+    interval: Duration = 300.0
+    timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _command_for_command(self) -> MailQueue:
+        if self.mta == "command" and not self.command:
+            raise ValueErrorAt(("command",), "mta 'command' needs a command (argv list)")
+        return self
+
+
+class Heartbeat(StrictModel):
+    """An outbound ping every interval, so a dead agent is noticed from outside."""
+
+    url: str
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        return value
+
+
+class HostSettings(StrictModel):
+    """The server the agent runs on; its findings are filed under ``site``."""
+
+    site: Name
+    """The site this server serves (a configured site name)."""
+    interval: Duration = 30.0
+    reading_timeout: Duration = 2.0
+    """Deadline of each single reading (one filesystem, the process table, ...)."""
+    filesystems: HostFilesystems = Field(default_factory=HostFilesystems)
+    thresholds: HostThresholds = Field(default_factory=HostThresholds)
+    services: list[ServiceGroup] = Field(default_factory=list)
+    mail_queue: MailQueue | None = None
+    heartbeat: Heartbeat | None = None
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, value: list[ServiceGroup]) -> list[ServiceGroup]:
+        _require_unique([s.name for s in value], "service")
+        return value
+
+    @model_validator(mode="after")
+    def _timeout_fits_interval(self) -> HostSettings:
+        if self.reading_timeout >= self.interval:
+            raise ValueErrorAt(("reading_timeout",),
+                               f"reading_timeout {format_duration(self.reading_timeout)} must be "
+                               "shorter than "
+                               f"interval {format_duration(self.interval)}")
+        return self
 
 
 class Config(StrictModel):
@@ -798,6 +925,7 @@ class Config(StrictModel):
     """Ticket sinks by name; none configured: the built-in ``sqlite`` sink."""
     routing: list[Route] = Field(default_factory=list)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    host: HostSettings | None = None
 
     @field_validator("sites")
     @classmethod
@@ -848,6 +976,14 @@ class Config(StrictModel):
         if self.sinks:
             return dict(self.sinks)
         return {DEFAULT_SINK: SqliteSinkConfig()}
+
+    @model_validator(mode="after")
+    def _host_site_is_configured(self) -> Config:
+        if self.host is not None and self.site(self.host.site) is None:
+            names = ", ".join(s.name for s in self.sites)
+            raise ValueErrorAt(("host", "site"),
+                               f"no site named '{self.host.site}' (configured: {names})")
+        return self
 
     def planned_checks(self) -> list[PlannedCheck]:
         """Every (site, check) with its effective interval and timeout."""

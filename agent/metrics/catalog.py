@@ -78,6 +78,71 @@ ALL: tuple[MetricDef, ...] = (
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
 )
 
+# --- host: the server the agent runs on (agent/host/), read at scrape time ---
+
+HOST_INFO = MetricDef("storewatch_host_info", "gauge",
+                      "1 for the server this agent runs on, with the site it serves.",
+                      ("site", "hostname"))
+HOST_CPUS = MetricDef("storewatch_host_cpus", "gauge", "Logical CPUs of the server.")
+HOST_CPU_SECONDS = MetricDef("storewatch_host_cpu_seconds_total", "counter",
+                             "CPU time of the whole server by mode, summed over CPUs.",
+                             ("mode",))
+HOST_LOAD = MetricDef("storewatch_host_load_average", "gauge",
+                      "System load average over 1, 5 and 15 minutes.", ("period",))
+HOST_MEM_TOTAL = MetricDef("storewatch_host_memory_total_bytes", "gauge", "Physical memory.")
+HOST_MEM_AVAILABLE = MetricDef("storewatch_host_memory_available_bytes", "gauge",
+                               "Memory available to new work without swapping.")
+HOST_SWAP_TOTAL = MetricDef("storewatch_host_swap_total_bytes", "gauge", "Swap space.")
+HOST_SWAP_USED = MetricDef("storewatch_host_swap_used_bytes", "gauge", "Swap space in use.")
+HOST_SWAP_IO = MetricDef("storewatch_host_swap_io_bytes_total", "counter",
+                         "Bytes swapped in and out since boot.", ("direction",))
+HOST_FS_SIZE = MetricDef("storewatch_host_filesystem_size_bytes", "gauge",
+                         "Size of each measured filesystem.", ("mountpoint", "fstype"))
+HOST_FS_AVAIL = MetricDef("storewatch_host_filesystem_avail_bytes", "gauge",
+                          "Space available to unprivileged users.", ("mountpoint", "fstype"))
+HOST_FS_INODES = MetricDef("storewatch_host_filesystem_inodes", "gauge",
+                           "Inodes of each measured filesystem (absent when it has no limit).",
+                           ("mountpoint", "fstype"))
+HOST_FS_INODES_FREE = MetricDef("storewatch_host_filesystem_inodes_free", "gauge",
+                                "Free inodes of each measured filesystem.",
+                                ("mountpoint", "fstype"))
+HOST_NET_BYTES = MetricDef("storewatch_host_network_bytes_total", "counter",
+                           "Bytes through each network interface.", ("device", "direction"))
+HOST_DISK_BYTES = MetricDef("storewatch_host_disk_bytes_total", "counter",
+                            "Bytes read from and written to each disk.", ("device", "direction"))
+HOST_SERVICE_UP = MetricDef("storewatch_host_service_up", "gauge",
+                            "1 if the service group has at least its minimum of processes.",
+                            ("service",))
+HOST_SERVICE_PROCESSES = MetricDef("storewatch_host_service_processes", "gauge",
+                                   "Processes matched by the service group.", ("service",))
+HOST_SERVICE_CPU = MetricDef("storewatch_host_service_cpu_seconds_total", "counter",
+                             "CPU time (user + system) of the group's current processes.",
+                             ("service",))
+HOST_SERVICE_RSS = MetricDef("storewatch_host_service_resident_memory_bytes", "gauge",
+                             "Resident memory of the group's processes.", ("service",))
+HOST_COLLECTOR_SUCCESS = MetricDef("storewatch_host_collector_success", "gauge",
+                                   "1 if the host reading finished within its deadline.",
+                                   ("collector",))
+HOST_COLLECTOR_DURATION = MetricDef("storewatch_host_collector_duration_seconds", "gauge",
+                                    "How long the host reading took in this scrape.",
+                                    ("collector",))
+MAIL_QUEUE_MESSAGES = MetricDef("storewatch_mail_queue_messages", "gauge",
+                                "Messages in the local MTA's queue at the last check.")
+MAIL_QUEUE_OLDEST = MetricDef("storewatch_mail_queue_oldest_age_seconds", "gauge",
+                              "Age of the oldest queued message (absent when unknown or empty).")
+HEARTBEAT_LAST_SUCCESS = MetricDef("storewatch_heartbeat_last_success_timestamp_seconds",
+                                   "gauge", "When the outbound heartbeat last got a 2xx.")
+
+HOST_METRICS: tuple[MetricDef, ...] = (
+    HOST_INFO, HOST_CPUS, HOST_CPU_SECONDS, HOST_LOAD, HOST_MEM_TOTAL, HOST_MEM_AVAILABLE,
+    HOST_SWAP_TOTAL, HOST_SWAP_USED, HOST_SWAP_IO, HOST_FS_SIZE, HOST_FS_AVAIL, HOST_FS_INODES,
+    HOST_FS_INODES_FREE, HOST_NET_BYTES, HOST_DISK_BYTES, HOST_SERVICE_UP,
+    HOST_SERVICE_PROCESSES, HOST_SERVICE_CPU, HOST_SERVICE_RSS, HOST_COLLECTOR_SUCCESS,
+    HOST_COLLECTOR_DURATION, MAIL_QUEUE_MESSAGES, MAIL_QUEUE_OLDEST, HEARTBEAT_LAST_SUCCESS,
+)
+ALL = (*ALL, *HOST_METRICS)
+
+
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
