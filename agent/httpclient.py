@@ -185,7 +185,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
                  content: bytes | None, timeout: float, max_body: int, max_redirects: int,
                  start: float) -> FetchResult | FetchError:
     hops: list[str] = []
-    origin_host = urlsplit(url).hostname
+    origin = _origin(url)
     per_phase = httpx.Timeout(timeout)
     while True:
         request = client.build_request(method, url, headers=headers, content=content,
@@ -202,7 +202,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
                                       time.perf_counter() - start)
                 hops.append(url)
                 url = urljoin(url, location)
-                if urlsplit(url).hostname != origin_host:
+                if not _same_origin(origin, _origin(url)):
                     headers = {k: v for k, v in headers.items()
                                if k.lower() not in SENSITIVE_HEADERS}
                 if response.status_code == 303 or (
@@ -217,6 +217,20 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
                                cert_not_after=cert_not_after)
         finally:
             await response.aclose()
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, parts.hostname or "", parts.port or default_port
+
+
+def _same_origin(origin: tuple[str, str, int | None], target: tuple[str, str, int | None]) -> bool:
+    # Credentials go only where they were meant to: same scheme, host and port, or the
+    # http -> https upgrade of the same host (as httpx and browsers allow).
+    upgrade = origin[0] == "http" and target[0] == "https" and target[2] in (None, 443) \
+        and origin[2] in (None, 80)
+    return origin == target or (upgrade and origin[1] == target[1])
 
 
 async def _read_capped(response: httpx.Response, max_body: int) -> tuple[bytes, bool]:
