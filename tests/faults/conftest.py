@@ -23,6 +23,7 @@ class HostileCerts:
     expired: Path     # signed by the CA, valid Jan 2020 only
     wronghost: Path   # signed by the CA, for shop.example
     selfsigned: Path  # valid, not signed by the CA
+    good: Path        # valid, signed by the CA
 
 
 CA_CONFIG = """\
@@ -62,14 +63,15 @@ def hostile_certs(tls_material: TLSMaterial) -> HostileCerts:
              "-CAcreateserial", "-out", "wronghost.pem", "-days", "30", "-extfile", "wrong.ext",
              cwd=d)
     return HostileCerts(tls_material.ca_cert, tls_material.key, d / "expired.pem",
-                        d / "wronghost.pem", tls_material.selfsigned_cert)
+                        d / "wronghost.pem", tls_material.selfsigned_cert,
+                        tls_material.leaf_cert)
 
 
 def server_contexts(certs: HostileCerts) -> dict[str, ssl.SSLContext]:
     """One server-side SSL context per bad certificate, by the name ``Fault.tls`` uses."""
     contexts = {}
     for name, cert in (("expired", certs.expired), ("wronghost", certs.wronghost),
-                       ("selfsigned", certs.selfsigned)):
+                       ("selfsigned", certs.selfsigned), ("good", certs.good)):
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(str(cert), str(certs.key))
         contexts[name] = ctx
