@@ -220,7 +220,8 @@ async def _lie_length_short(server: HostileServer, w: Writer) -> None:
 
 async def _body(server: HostileServer, w: Writer) -> None:
     """Serves ``server.body`` as is (for fuzzing body assertions)."""
-    w.write(_head(Content_Length=len(server.body)) + server.body)
+    w.write(_head(content_type=server.content_type, Content_Length=len(server.body))
+            + server.body)
 
 
 ENDPOINTS: dict[str, Handler] = {
@@ -245,6 +246,8 @@ class HostileServer:
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     """(host header, path, headers with lower-case names) of every request, in order."""
     body: bytes = b""
+    content_type: str = "text/html; charset=utf-8"
+    """What ``/body`` serves."""
     _servers: list[asyncio.Server] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
