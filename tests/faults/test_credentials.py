@@ -14,7 +14,7 @@ from agent.httpclient import HttpClients
 from agent.probes.availability import probe_availability
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
 from tests.conftest import storewatch
-from tests.faults.conftest import HostileCerts
+from tests.faults.certs import HostileCerts
 from tests.faults.hostile import MARKER, HostileServer
 
 BASIC = "Basic " + base64.b64encode(b"shop-admin:b4sic-p4ss").decode()

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from agent.probes.base import DEADLINE_GRACE_S
-from tests.faults.conftest import HostileCerts
+from tests.faults.certs import HostileCerts
 from tests.faults.faults import FAULTS, MEMORY_BOUND_BYTES, PROBE_TIMEOUT_S, fault_site
 from tests.faults.hostile import HostileServer
 from tests.faults.measure import run_measured

@@ -13,7 +13,7 @@ from agent.httpclient import HttpClients
 from agent.pipeline import Classifier
 from agent.probes.availability import probe_availability
 from agent.probes.base import DEADLINE_GRACE_S, ProbeContext, ProbeResult, run_guarded
-from tests.faults.conftest import HostileCerts
+from tests.faults.certs import HostileCerts
 from tests.faults.faults import FAULTS, PROBE_TIMEOUT_S, Fault, fault_site
 from tests.faults.hostile import MARKER, HostileServer
 

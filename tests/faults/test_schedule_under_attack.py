@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.config.schema import Config
 from agent.demo.storefront import DemoStore
-from tests.faults.conftest import HostileCerts
+from tests.faults.certs import HostileCerts
 from tests.faults.faults import FAULTS, fault_site
 from tests.faults.hostile import HostileServer
 from tests.faults.schedule import run_schedule
