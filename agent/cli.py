@@ -2,7 +2,7 @@
 
 Commands::
 
-    storewatch run -c FILE [--listen HOST:PORT] [--state-dir DIR]    the daemon
+    storewatch run -c FILE [--listen HOST:PORT] [--state-dir DIR] [--web.config.file FILE]
     storewatch check -c FILE [--site NAME] [--json]                  every check once
     storewatch validate -c FILE                                      check the config only
     storewatch demo [--duration S] [--store-port P] [--listen HOST:PORT]
@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config(run)
     run.add_argument("--listen", help="HOST:PORT for /metrics (overrides agent.listen)")
     run.add_argument("--state-dir", type=Path, help="state directory (overrides agent.state_dir)")
+    run.add_argument("--web.config.file", dest="web_config_file", type=Path, metavar="FILE",
+                     help="TLS and basic auth for /metrics (Prometheus exporter format)")
 
     check = sub.add_parser("check", help="run every check once and exit 0 (clean) or 1 (findings)")
     with_config(check)
@@ -130,7 +132,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                                   field="--site")
             return _check(config, args.site, args.json)
         case "run":
-            overrides = service.Overrides(args.listen, args.state_dir)
+            overrides = service.Overrides(args.listen, args.state_dir, args.web_config_file)
             config = service.load(args.config, overrides)
             agent = service.Agent(args.config, config, overrides)
             asyncio.run(agent.serve())

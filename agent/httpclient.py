@@ -14,9 +14,11 @@ zoo of transport exceptions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -125,7 +127,8 @@ class HttpClients:
                 verify=_ssl_context(verify, ca_file),
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-                headers={"User-Agent": self._user_agent},
+                # Only the codings fetch decodes with a bound (br/zstd would be decoded unbounded)
+                headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip, deflate"},
                 cookies=_NoCookies(),  # a bare jar: httpx.Cookies(...) would be copied
                 trust_env=False,
             )
@@ -199,7 +202,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
                  content: bytes | None, timeout: float, max_body: int, max_redirects: int,
                  start: float, cookies: CookieStore | None = None) -> FetchResult | FetchError:
     hops: list[str] = []
-    origin_host = urlsplit(url).hostname
+    origin = _origin(url)
     per_phase = httpx.Timeout(timeout)
     while True:
         hop_headers = headers
@@ -222,7 +225,7 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
                                       time.perf_counter() - start)
                 hops.append(url)
                 url = urljoin(url, location)
-                if urlsplit(url).hostname != origin_host:
+                if not _same_origin(origin, _origin(url)):
                     headers = {k: v for k, v in headers.items()
                                if k.lower() not in SENSITIVE_HEADERS}
                 if response.status_code == 303 or (
@@ -239,25 +242,120 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
             await response.aclose()
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default_port = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, parts.hostname or "", parts.port or default_port
+
+
+def _same_origin(origin: tuple[str, str, int | None], target: tuple[str, str, int | None]) -> bool:
+    # Credentials go only where they were meant to: same scheme, host and port, or the
+    # http -> https upgrade of the same host (as httpx and browsers allow).
+    upgrade = origin[0] == "http" and target[0] == "https" and target[2] in (None, 443) \
+        and origin[2] in (None, 80)
+    return origin == target or (upgrade and origin[1] == target[1])
+
+
 async def _read_capped(response: httpx.Response, max_body: int) -> tuple[bytes, bool]:
+    # Raw bytes, decoded here in bounded steps: httpx's own decoders inflate a whole network
+    # chunk at once (64 KiB of a gzip bomb is 64 MiB, and ``gzip, gzip`` multiplies that again),
+    # so the cap must apply to decoded bytes while they are being produced.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        room = max_body - size
-        if len(chunk) >= room:
-            chunks.append(chunk[:room])
-            return b"".join(chunks), len(chunk) > room or await _more(response)
-        chunks.append(chunk)
-        size += len(chunk)
+    async with contextlib.aclosing(_decoded(response)) as pieces:
+        async for chunk in pieces:
+            room = max_body - size
+            if len(chunk) >= room:
+                chunks.append(chunk[:room])
+                return b"".join(chunks), len(chunk) > room or await _more(pieces)
+            chunks.append(chunk)
+            size += len(chunk)
     return b"".join(chunks), False
 
 
-async def _more(response: httpx.Response) -> bool:
+async def _more(pieces: AsyncIterator[bytes]) -> bool:
     # The cap was hit exactly: it is truncated only if the body has anything left.
-    async for chunk in response.aiter_bytes():
+    async for chunk in pieces:
         if chunk:
             return True
     return False
+
+
+async def _decoded(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    decoder = _BoundedDecoder(response.headers.get_list("content-encoding", split_commas=True))
+    async for data in response.aiter_raw():
+        for piece in decoder.feed(data):
+            yield piece
+    for piece in decoder.flush():
+        yield piece
+
+
+DECODE_STEP_BYTES = 64 * 1024
+"""Most bytes one decoding step may produce (per Content-Encoding layer)."""
+
+
+class _BoundedDecoder:
+    """``Content-Encoding`` decoding (gzip, deflate, identity; unknown codings pass through, as
+    in httpx) that never produces more than ``DECODE_STEP_BYTES`` per step and layer."""
+
+    def __init__(self, encodings: list[str]) -> None:
+        codings = [e.strip().lower() for e in encodings]
+        # Listed in the order applied: decode the last one first.
+        self._layers = [_Inflate(c) for c in reversed(codings) if c in ("gzip", "deflate")]
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Decoded pieces of ``data``, produced lazily (stop iterating to stop decoding)."""
+        return self._through(0, data)
+
+    def flush(self) -> Iterator[bytes]:
+        """What is left once the raw body has ended."""
+        return self._through(0, b"", final=True)
+
+    def _through(self, index: int, data: bytes, final: bool = False) -> Iterator[bytes]:
+        if index == len(self._layers):
+            if data:
+                yield data
+            return
+        layer = self._layers[index]
+        for piece in layer.decode(data, final):
+            yield from self._through(index + 1, piece)
+        if final:
+            yield from self._through(index + 1, b"", final=True)
+
+
+class _Inflate:
+    """One gzip or deflate layer, decompressing at most ``DECODE_STEP_BYTES`` per step."""
+
+    def __init__(self, coding: str) -> None:
+        self._gzip = coding == "gzip"
+        self._first = True
+        self._z = zlib.decompressobj(zlib.MAX_WBITS | 16 if self._gzip else zlib.MAX_WBITS)
+
+    def decode(self, data: bytes, final: bool = False) -> Iterator[bytes]:
+        """Decoded pieces of ``data`` (``final``: also what the decompressor still holds)."""
+        buffer, full = data, False
+        while buffer or full or final:
+            if self._z.eof:
+                return  # trailing bytes after the stream end are ignored, as in httpx
+            try:
+                out = self._z.decompress(buffer, DECODE_STEP_BYTES)
+            except zlib.error as exc:
+                if self._first and not self._gzip:  # deflate sent raw, without zlib header
+                    self._first = False
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    continue
+                raise httpx.DecodingError(f"cannot decode {self._coding}: {exc}") from None
+            self._first = False
+            buffer = self._z.unconsumed_tail
+            full = len(out) == DECODE_STEP_BYTES  # more may be waiting inside the decompressor
+            if out:
+                yield out
+            elif not buffer:
+                return
+
+    @property
+    def _coding(self) -> str:
+        return "gzip" if self._gzip else "deflate"
 
 
 def _peer_cert_not_after(response: httpx.Response) -> float | None:

@@ -30,6 +30,7 @@ from agent.incident_service import IncidentService
 from agent.metrics.collectors import AgentMetrics
 from agent.metrics.incidents import IncidentMetrics
 from agent.metrics.server import MetricsServer
+from agent.metrics.webconfig import load_web_config
 from agent.pipeline import Classifier, LatestResults, Observation
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
@@ -47,6 +48,8 @@ class Overrides:
 
     listen: str | None = None
     state_dir: Path | None = None
+    web_config: Path | None = None
+    """``--web.config.file``: TLS and basic auth for /metrics (agent/metrics/webconfig.py)."""
 
 
 def load(path: str | Path, overrides: Overrides = Overrides()) -> Config:
@@ -89,8 +92,10 @@ class Agent:
         self.metrics.registry.register(self.host.collector())
         self.notifier = Notifier()
         host, port = split_listen(config.agent.listen)
+        web = load_web_config(overrides.web_config) if overrides.web_config else None
         try:
-            self.server = MetricsServer(host, port, self.metrics.registry, self._health)
+            self.server = MetricsServer(host, port, self.metrics.registry, self._health, web,
+                                        str(overrides.web_config))
         except OSError as exc:
             raise StorewatchError(f"cannot listen on {config.agent.listen} for /metrics: "
                                   f"{exc.strerror or exc}") from None
@@ -104,7 +109,7 @@ class Agent:
         """Where /metrics is served."""
         host = self.server.host
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.server.port}/metrics"
+        return f"{self.server.scheme}://{host}:{self.server.port}/metrics"
 
     def _observed(self, obs: Observation) -> None:
         for change in self.changes.update(obs) if self.changes is not None else ():

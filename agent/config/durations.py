@@ -21,6 +21,8 @@ _DURATION_RE = re.compile(
 )
 _PLAIN_RE = re.compile(_NUM)
 _UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+MAX_DURATION_S = 3650 * 86400.0
+"""Ten years: beyond it a schedule overflows Python's datetime (and the daemon would crash)."""
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -36,6 +38,8 @@ def parse_duration(text: str | int | float) -> float:
             raise ValueError(f"'{text}' is not a duration; {_HINT}")
         if seconds < 0:
             raise ValueError(f"duration must not be negative, got {text}")
+        if seconds > MAX_DURATION_S:
+            raise ValueError(f"duration {text} is too large (at most 3650d)")
         return seconds
     stripped = text.strip()
     if not stripped:
@@ -45,8 +49,8 @@ def parse_duration(text: str | int | float) -> float:
     seconds_or_none = _parse_or_none(stripped)
     if seconds_or_none is None:
         raise ValueError(f"'{stripped}' is not a duration; {_HINT}")
-    if math.isinf(seconds_or_none):
-        raise ValueError(f"duration '{stripped}' is too large")
+    if math.isinf(seconds_or_none) or seconds_or_none > MAX_DURATION_S:
+        raise ValueError(f"duration '{stripped}' is too large (at most 3650d)")
     return seconds_or_none
 
 

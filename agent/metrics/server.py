@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import socket
+import ssl
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,9 +16,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from agent.metrics.webconfig import BasicAuth, WebConfig, server_ssl_context
+
 log = logging.getLogger(__name__)
 
 GZIP_MIN_BYTES = 1024
+REQUEST_TIMEOUT_S = 30.0
+"""A client that sends nothing (or drips) for this long is disconnected (its own thread only)."""
 
 
 class _Server(ThreadingHTTPServer):
@@ -23,13 +30,41 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     registry: CollectorRegistry
     health: Callable[[], dict[str, Any]]
+    tls: ssl.SSLContext | None = None
+    auth: BasicAuth | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        if self.tls is not None:  # handshake later, in the connection's own thread
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client's TLS or protocol error is its problem: one debug line, no traceback.
+        log.debug("metrics http: %s from %s", sys.exc_info()[1], client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT_S
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
 
     def do_GET(self) -> None:
+        if self.server.auth is not None and not self.server.auth.allows(
+                self.headers.get("Authorization")):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="storewatch"')
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"Unauthorized\n")
+            return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._metrics()
@@ -74,13 +109,21 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """Serves the registry on HOST:PORT (port 0 picks a free port: see ``port``)."""
+    """Serves the registry on HOST:PORT (port 0 picks a free port: see ``port``), over HTTPS
+    and/or behind basic auth when a web config says so (``web_path`` names it in errors)."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 health: Callable[[], dict[str, Any]]) -> None:
+                 health: Callable[[], dict[str, Any]], web: WebConfig | None = None,
+                 web_path: str = "web config") -> None:
+        tls = None
+        if web is not None and web.tls_server_config is not None:
+            tls = server_ssl_context(web.tls_server_config, web_path)  # before binding
         self._server = _Server((host, port), _Handler)
         self._server.registry = registry
         self._server.health = health
+        self._server.tls = tls
+        if web is not None and web.basic_auth_users:
+            self._server.auth = BasicAuth(web.basic_auth_users)
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="metrics-http", daemon=True)
 
@@ -88,6 +131,11 @@ class MetricsServer:
     def port(self) -> int:
         """The port actually bound."""
         return int(self._server.server_address[1])
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``."""
+        return "https" if self._server.tls is not None else "http"
 
     @property
     def host(self) -> str:

@@ -7,11 +7,10 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from selectolax.lexbor import LexborHTMLParser as HTMLParser
-
 from agent.config.schema import AvailabilityCheck
 from agent.httpclient import FetchError, FetchFailure, FetchResult, fetch
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming, failure_kind
+from agent.probes.html import MAX_HTML_DEPTH, html_depth_exceeds, parse_html
 from classifier import Evidence, Finding, FindingKind
 
 EXCERPT_CHARS = 300
@@ -110,8 +109,12 @@ def _judge_content(out: _Findings, spec: AvailabilityCheck, res: FetchResult, te
     problems += [f"unwanted text {s!r}" for s in spec.body_not_contains if s in text]
     problems += [f"no match for /{p}/" for p in spec.body_matches if not re.search(p, text)]
     problems += [f"unwanted match /{p}/" for p in spec.body_not_matches if re.search(p, text)]
-    if spec.selector is not None and HTMLParser(text).css_first(spec.selector) is None:
-        problems.append(f"no element matches selector {spec.selector!r}")
+    if spec.selector is not None:
+        if html_depth_exceeds(text):
+            problems.append(f"HTML nested deeper than {MAX_HTML_DEPTH} levels; selector "
+                            f"{spec.selector!r} not evaluated")
+        elif parse_html(text).css_first(spec.selector) is None:
+            problems.append(f"no element matches selector {spec.selector!r}")
     if problems:
         if res.truncated:
             problems.append(f"body truncated at {len(res.body)} bytes")

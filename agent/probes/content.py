@@ -7,10 +7,11 @@ import json
 import re
 from typing import Any
 
-from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from selectolax.lexbor import LexborHTMLParser
 
 from agent.config.schema import Counter, parse_json_path
 from agent.httpclient import FetchResult
+from agent.probes.html import parse_html
 
 ERROR_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Magento", re.compile(r"There has been an error processing your request|"
@@ -75,7 +76,7 @@ def scalar_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def json_ld_objects(tree: HTMLParser) -> list[dict[str, Any]]:
+def json_ld_objects(tree: LexborHTMLParser) -> list[dict[str, Any]]:
     """Every JSON object in the page's ``application/ld+json`` blocks (``@graph`` flattened)."""
     found: list[dict[str, Any]] = []
 
@@ -101,7 +102,7 @@ def _is_type(obj: dict[str, Any], name: str) -> bool:
     return kind == name or (isinstance(kind, list) and name in kind)
 
 
-def json_ld_count(tree: HTMLParser) -> int:
+def json_ld_count(tree: LexborHTMLParser) -> int:
     """Products on a page by schema.org: ItemList entries, else distinct Product objects."""
     objects = json_ld_objects(tree)
     lists = [o for o in objects if _is_type(o, "ItemList")]
@@ -123,7 +124,7 @@ def count_items(res: FetchResult, counter: Counter) -> int | None:
     text = res.text()
     if counter.regex is not None:
         return len(re.findall(counter.regex, text))
-    tree = HTMLParser(text)
+    tree = parse_html(text)
     if counter.css is not None:
         return len(tree.css(counter.css))
     return json_ld_count(tree)
@@ -132,7 +133,7 @@ def count_items(res: FetchResult, counter: Counter) -> int | None:
 def css_values(text: str, selector: str, attribute: str | None) -> list[str]:
     """Text (or ``attribute``) of every element ``selector`` matches."""
     values = []
-    for node in HTMLParser(text).css(selector):
+    for node in parse_html(text).css(selector):
         value = node.attributes.get(attribute) if attribute else node.text(strip=True)
         if value is not None:
             values.append(value)

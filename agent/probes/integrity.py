@@ -13,12 +13,11 @@ import asyncio
 import time
 from urllib.parse import urljoin, urlsplit
 
-from selectolax.lexbor import LexborHTMLParser as HTMLParser
-
 from agent.config.schema import IntegrityCheck
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
 from agent.probes.content import error_signature
+from agent.probes.html import parse_html
 from agent.probes.pages import Findings, PageFetcher, elapsed, ok, why_not_ok
 from classifier import Evidence, FindingKind
 
@@ -53,7 +52,7 @@ class AssetCache:
 
 def own_assets(page_url: str, text: str) -> list[tuple[str, str]]:
     """(kind, absolute URL) of stylesheets and scripts a page loads from its own host."""
-    tree = HTMLParser(text)
+    tree = parse_html(text)
     host = urlsplit(page_url).hostname
     found: list[tuple[str, str]] = []
     for node in tree.css("link[href]"):
@@ -108,7 +107,7 @@ async def _page_problems(spec: IntegrityCheck, res: FetchResult, assets: AssetCa
     if signature is not None:
         problems.append(f"shows a {signature} error")
     if spec.main_selector is not None:
-        main = HTMLParser(text).css_first(spec.main_selector)
+        main = parse_html(text).css_first(spec.main_selector)
         if main is None:
             problems.append(f"no {spec.main_selector!r} element")
         elif not main.text(strip=True):

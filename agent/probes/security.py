@@ -14,11 +14,10 @@ import re
 import time
 from urllib.parse import urljoin, urlsplit
 
-from selectolax.lexbor import LexborHTMLParser as HTMLParser
-
 from agent.config.schema import SecurityCheck
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
+from agent.probes.html import parse_html
 from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
 from classifier import Evidence, FindingKind
 
@@ -37,7 +36,7 @@ def origin_of(url: str) -> str | None:
 
 def script_origins(page_url: str, text: str) -> set[str]:
     """Origins a page loads scripts from: ``<script src>`` and URLs in inline loaders."""
-    tree = HTMLParser(text)
+    tree = parse_html(text)
     found: set[str] = set()
     for node in tree.css("script"):
         src = node.attributes.get("src")

@@ -18,8 +18,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from selectolax.lexbor import LexborHTMLParser as HTMLParser
-
 from agent.config.schema import Expect, Extractor, Site, Step, StepsCheck
 from agent.cookies import RunCookies
 from agent.httpclient import FetchError, FetchResult, fetch
@@ -31,6 +29,7 @@ from agent.probes.content import (
     parse_json,
     scalar_text,
 )
+from agent.probes.html import parse_html
 from classifier import Evidence, Finding, FindingKind
 
 EXCERPT_CHARS = 300
@@ -148,7 +147,7 @@ def _build_request(step: Step, site: Site, variables: Mapping[str, str],
     if step.submit_form is not None:
         if previous is None:
             return "submit_form needs a previous step's page"
-        form = HTMLParser(previous.text()).css_first(step.submit_form)
+        form = parse_html(previous.text()).css_first(step.submit_form)
         if form is None:
             return f"no form matches {step.submit_form!r} on {previous.url}"
         url = urljoin(previous.url, form.attributes.get("action") or previous.url)
@@ -207,7 +206,7 @@ def _judge(expect: Expect, res: FetchResult) -> tuple[list[str], bool]:
     problems += [f"unwanted text {s!r}" for s in expect.not_contains if s in text]
     problems += [f"no match for /{p}/" for p in expect.matches if not re.search(p, text)]
     if expect.selector:
-        tree = HTMLParser(text)
+        tree = parse_html(text)
         problems += [f"no element matches {s!r}" for s in expect.selector
                      if tree.css_first(s) is None]
     if expect.json_values:
@@ -253,7 +252,7 @@ def extract_value(ex: Extractor, res: FetchResult, jar: RunCookies) -> str | Non
     """The value ``ex`` captures from ``res`` (None when absent or empty)."""
     value: str | None = None
     if ex.css is not None:
-        node = HTMLParser(res.text()).css_first(ex.css)
+        node = parse_html(res.text()).css_first(ex.css)
         if node is not None:
             value = node.attributes.get(ex.attribute) if ex.attribute else node.text(strip=True)
     elif ex.json_path is not None:

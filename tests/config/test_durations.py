@@ -54,7 +54,11 @@ def test_parse_duration_accepts(text: str | int | float, seconds: float) -> None
         pytest.param("1e3", f"'1e3' is not a duration; {HINT}", id="exponent"),
         pytest.param(float("nan"), f"'nan' is not a duration; {HINT}", id="nan"),
         pytest.param(float("inf"), f"'inf' is not a duration; {HINT}", id="inf"),
-        pytest.param("9" * 400, f"duration '{'9' * 400}' is too large", id="huge"),
+        pytest.param("9" * 400, f"duration '{'9' * 400}' is too large (at most 3650d)",
+                     id="huge"),
+        pytest.param("3651d", "duration '3651d' is too large (at most 3650d)", id="over-10y"),
+        pytest.param(10**12, "duration 1000000000000 is too large (at most 3650d)",
+                     id="over-10y-number"),
         pytest.param(True, f"expected a duration, not true/false; {HINT}", id="bool"),
     ],
 )
