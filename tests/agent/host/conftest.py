@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 
-MARKER = "storewatch-test-service-7f3a"
+MARKER = f"storewatch-test-service-{os.getpid()}"
+"""Unique per test run, so concurrent runs on one machine never count each other's process."""
 
 
 @pytest.fixture
