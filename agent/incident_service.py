@@ -59,6 +59,7 @@ class IncidentService:
         self._engine: IncidentEngine | None = None
         self._outbox: Outbox | None = None
         self._tried_at = 0.0
+        self._just_opened: list[tuple[IncidentRecord, str | None]] = []
         self._open_store()
 
     @property
@@ -120,6 +121,10 @@ class IncidentService:
         return SiteInfo(s.plan, s.account_manager, self.config.incidents.dashboard_url)
 
     def _opened(self, record: IncidentRecord, no_ticket: str | None) -> None:
+        """Called by the engine inside its transaction: reported once that has committed."""
+        self._just_opened.append((record, no_ticket))
+
+    def _report_opened(self, record: IncidentRecord, no_ticket: str | None) -> None:
         level = str(record.level) if record.level is not None else "none"
         if no_ticket is None:
             log.warning("incident #%d opened: [%s] %s — %s: %s", record.id, level, record.site,
@@ -159,12 +164,14 @@ class IncidentService:
         """Apply one observation to the incidents; False if it could not be saved."""
         if not self._open_store():
             return False
+        self._just_opened.clear()
         try:
             online = True
             if obs.result.findings:
                 online = await self.guard.online()
             self.engine.handle(obs, online=online)
         except Exception as exc:
+            self._just_opened.clear()  # rolled back: nothing was opened
             if not is_state_error(exc):
                 log.exception("incident engine failed on %s/%s", obs.result.site,
                               obs.result.check)
@@ -172,6 +179,9 @@ class IncidentService:
             self.health.failed(f"{self.store.path}: {exc}")
             return False
         self.health.saved()
+        for record, no_ticket in self._just_opened:
+            self._report_opened(record, no_ticket)
+        self._just_opened.clear()
         self.outbox.wake.set()
         return True
 

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import random
 import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -28,6 +29,9 @@ from agent.state_health import StateHealth, is_state_error
 from agent.store import OutboxEntry, Store
 
 log = logging.getLogger(__name__)
+
+STATE_RETRY_SECONDS = 30.0
+"""While the store cannot be written, how often a delivery pass is tried anyway."""
 
 DeliveryHook = Callable[[str, str, str], None]
 """Called with (sink, action, outcome) after each attempt; outcome: delivered, retry, dead."""
@@ -68,15 +72,21 @@ class Outbox:
 
     async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
         """Deliver until ``stop`` is set; wakes on ``wake`` or the next due time (≤ ``poll``)."""
+        failed_at = -STATE_RETRY_SECONDS
         while not stop.is_set():
-            try:
-                if await self.deliver_due() and self.health is not None:
-                    self.health.saved()
-            except Exception as exc:  # a store error must not end delivery for good
-                if self.health is not None and is_state_error(exc):
-                    self.health.failed(f"{self.store.path}: {exc}")  # one line, not per pass
-                else:
-                    log.exception("outbox delivery pass failed; retrying")
+            # while state cannot be saved, a delivery could not be recorded (and a tracker that
+            # cannot be searched would get it again every pass): try only now and then
+            unsaved = self.health is not None and not self.health.writable
+            if not unsaved or time.monotonic() - failed_at >= STATE_RETRY_SECONDS:
+                try:
+                    if await self.deliver_due() and self.health is not None:
+                        self.health.saved()
+                except Exception as exc:  # a store error must not end delivery for good
+                    if self.health is not None and is_state_error(exc):
+                        failed_at = time.monotonic()
+                        self.health.failed(f"{self.store.path}: {exc}")  # logged once
+                    else:
+                        log.exception("outbox delivery pass failed; retrying")
             wait = poll
             next_due = self.store.next_due()
             if next_due is not None:

@@ -3,18 +3,25 @@
 
 * Unwritable from the start, for real: ``storewatch run`` as a subprocess whose state directory
   path is a regular file (works as root too, unlike chmod).
-* Disk full while running: the real incident service on a real SQLite file whose size limit
-  (``PRAGMA max_page_count`` on the service's own connection) is reached, so every write fails
-  with SQLite's own "database or disk is full"; then space comes back and saving resumes.
+* A real full disk: the daemon's state directory on a 1 MiB ext2 image mounted on loopback
+  (needs root and loop devices; skipped where they are missing), filled up while it runs.
+* Disk full anywhere: the real incident service on a real SQLite file whose size limit
+  (``PRAGMA max_page_count`` on each connection to it) is reached, so every write fails with
+  SQLite's own "database or disk is full"; then space comes back and saving resumes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import re
+import shutil
 import signal
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -143,6 +150,8 @@ async def test_a_full_disk_stops_saving_with_one_line_then_saving_resumes(
     stop.set()
     await worker
     assert outbox.store.outbox(OutboxState.PENDING)
+    opened = [r.getMessage() for r in caplog.records if " opened" in r.getMessage()]
+    assert len(opened) == full_at  # page-0 … the last saved one; none for rolled-back runs
     errors = [r.getMessage() for r in caplog.records if NOT_SAVED in r.getMessage()]
     assert len(errors) == 1, errors
     assert all(r.levelno < logging.ERROR or NOT_SAVED in r.getMessage()
@@ -161,3 +170,96 @@ async def test_a_full_disk_stops_saving_with_one_line_then_saving_resumes(
     assert open_ids and {t.incident_id for t in store.tickets()} == open_ids
     assert store.outbox(OutboxState.PENDING) == []
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB ext2 filesystem (no blocks reserved for root) mounted on loopback."""
+    image, mountpoint = tmp_path / "disk.img", tmp_path / "disk"
+    mountpoint.mkdir()
+    with image.open("wb") as f:
+        f.truncate(1024 * 1024)
+    made = subprocess.run(["mkfs.ext2", "-q", "-F", "-m", "0", str(image)], capture_output=True,
+                          check=False) if shutil.which("mkfs.ext2") else None
+    mounted = made is not None and made.returncode == 0 and subprocess.run(
+        ["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True,
+        check=False).returncode == 0
+    if not mounted:
+        pytest.skip("needs root with loop mounts and mkfs.ext2 (a full disk is also tested "
+                    "in-process above)")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True, check=False)
+
+
+def rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full; returns it (delete it to free the space)."""
+    filler = directory / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+    return filler
+
+
+async def test_a_real_full_disk_keeps_the_daemon_probing_and_saving_resumes(
+        store: DemoStore, tmp_path: Path, daemon: Callable[[Path], Daemon],
+        tiny_disk: Path) -> None:
+    config = write_config(tmp_path, store.url, interval=0.3, extra="""\
+        incidents:
+          confirm_l1: 1
+          confirm: 1
+          recover: 1
+        """)
+    config.write_text(config.read_text().replace(str(tmp_path / "state"),
+                                                 str(tiny_disk / "state")))
+    agent = daemon(config)
+    await agent.start()
+    log = tmp_path / "daemon.log"
+    line = await wait_for("the running line", lambda: re.search(
+        r"metrics at (http://\S+/metrics)", log.read_text()), 20)
+    db = tiny_disk / "state" / "storewatch.db"
+    await wait_for("the store", db.exists, 10)
+    await asyncio.sleep(0.5)
+
+    async def scrape() -> str:
+        async with httpx.AsyncClient() as client:
+            return (await client.get(line.group(1))).text
+
+    filler = fill(tiny_disk)
+    store.set_faults(["server_error"])  # incidents to save, on a full disk
+    await wait_for("the not-saved line", lambda: NOT_SAVED in log.read_text(), 10)
+    text = await scrape()
+    assert samples(text, "storewatch_state_writable") == [({}, 0.0)]
+    runs = sum(v for _, v in samples(text, "storewatch_probe_runs_total"))
+    await asyncio.sleep(1.0)
+    text = await scrape()
+    assert sum(v for _, v in samples(text, "storewatch_probe_runs_total")) > runs
+    assert ({"site": "demo", "check": "home"}, 0.0) in samples(text, "storewatch_probe_success")
+
+    filler.unlink()  # space again: saving resumes by itself, the incident gets its ticket
+    await wait_for("the saved-again line", lambda: "saved again" in log.read_text(), 10)
+    await wait_for("the ticket", lambda: rows(db, "SELECT 1 FROM local_tickets"), 10)
+    assert samples(await scrape(), "storewatch_state_writable") == [({}, 1.0)]
+    await agent.kill(signal.SIGTERM)
+    output = log.read_text()
+    assert len([x for x in output.splitlines() if NOT_SAVED in x]) == 1, output
+    assert "Traceback" not in output
+    assert rows(db, "PRAGMA integrity_check") == [("ok",)]
+    # "opened" is logged once per incident that was saved, never for a rolled-back one
+    logged = re.findall(r"incident #(\d+) opened", output)
+    saved = rows(db, "SELECT id FROM incidents WHERE opened_at IS NOT NULL")
+    assert sorted(map(int, logged)) == sorted(int(str(r[0])) for r in saved)
