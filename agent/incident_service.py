@@ -2,6 +2,11 @@
 
 Observations arrive from the scheduler (a sync callback); one consumer task applies them in
 order (asking the connectivity guard first when a run failed), then wakes the outbox worker.
+
+If the store cannot be opened (state directory unusable) or stops taking writes (disk full),
+probing and ``/metrics`` go on: ``StateHealth`` logs one line and sets
+``storewatch_state_writable`` to 0; the store is tried again every ``REOPEN_SECONDS`` and every
+observation is tried again, so saving resumes by itself once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -9,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 
 import httpx
 
 from agent.config.schema import Config
 from agent.connectivity import ConnectivityGuard
+from agent.errors import StateError
 from agent.httpclient import HttpClients
 from agent.incidents import IncidentEngine
 from agent.metrics.incidents import IncidentMetrics
@@ -23,29 +30,81 @@ from agent.sinks import build_sink
 from agent.sinks.base import SinkBuildContext, TicketSink
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
+from agent.state_health import StateHealth, is_state_error
 from agent.store import IncidentRecord, Store, db_path
 
 log = logging.getLogger(__name__)
+
+REOPEN_SECONDS = 30.0
+"""How often a store that could not be opened is tried again (on the next observation)."""
 
 
 class IncidentService:
     """Engine + outbox for one running agent."""
 
     def __init__(self, config: Config, clients: HttpClients,
-                 metrics: IncidentMetrics | None = None) -> None:
+                 metrics: IncidentMetrics | None = None,
+                 health: StateHealth | None = None) -> None:
         self.config = config
         self.metrics = metrics
-        self.store = Store(db_path(config.agent.state_dir))
-        self.engine = IncidentEngine(self.store, config, self._opened)
+        self.health = health or StateHealth()
         self.guard = ConnectivityGuard(clients, config.incidents.reference_targets,
                                        timeout=min(5.0, config.defaults.timeout))
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False,
                                        headers={"User-Agent": config.agent.user_agent})
-        self.outbox = Outbox(self.store, self._build_sinks(config), self._site_info,
-                             on_attempt=metrics.delivery if metrics is not None else None)
         self._queue: asyncio.Queue[Observation] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._store: Store | None = None
+        self._engine: IncidentEngine | None = None
+        self._outbox: Outbox | None = None
+        self._tried_at = 0.0
+        self._just_opened: list[tuple[IncidentRecord, str | None]] = []
+        self._open_store()
+
+    @property
+    def store(self) -> Store:
+        """The open incident store (a StateError while it cannot be opened)."""
+        if self._store is None:
+            raise StateError(self.health.reason or "the incident store is not open")
+        return self._store
+
+    @property
+    def engine(self) -> IncidentEngine:
+        """The incident engine on the open store."""
+        if self._engine is None:
+            raise StateError(self.health.reason or "the incident store is not open")
+        return self._engine
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox of the open store."""
+        if self._outbox is None:
+            raise StateError(self.health.reason or "the incident store is not open")
+        return self._outbox
+
+    def _open_store(self) -> bool:
+        """Open the store, engine and outbox if not yet open; False while that fails."""
+        if self._store is not None:
+            return True
+        now = time.monotonic()
+        if self._tried_at and now - self._tried_at < REOPEN_SECONDS:
+            return False
+        self._tried_at = now
+        try:
+            store = Store(db_path(self.config.agent.state_dir))
+        except StateError as exc:
+            self.health.failed(str(exc))
+            return False
+        self._store = store
+        self._engine = IncidentEngine(store, self.config, self._opened)
+        self._outbox = Outbox(store, self._build_sinks(self.config), self._site_info,
+                              on_attempt=self.metrics.delivery if self.metrics else None,
+                              health=self.health)
+        self.health.saved()
+        if self._tasks:  # running: deliver what the store already holds
+            self._tasks.append(asyncio.create_task(self._outbox.run(self._stop), name="outbox"))
+        return True
 
     def _build_sinks(self, config: Config) -> dict[str, TicketSink]:
         sinks: dict[str, TicketSink] = {}
@@ -62,6 +121,10 @@ class IncidentService:
         return SiteInfo(s.plan, s.account_manager, self.config.incidents.dashboard_url)
 
     def _opened(self, record: IncidentRecord, no_ticket: str | None) -> None:
+        """Called by the engine inside its transaction: reported once that has committed."""
+        self._just_opened.append((record, no_ticket))
+
+    def _report_opened(self, record: IncidentRecord, no_ticket: str | None) -> None:
         level = str(record.level) if record.level is not None else "none"
         if no_ticket is None:
             log.warning("incident #%d opened: [%s] %s — %s: %s", record.id, level, record.site,
@@ -75,9 +138,11 @@ class IncidentService:
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded config (routing, policy, sinks)."""
         self.config = config
-        self.engine.config = config
         self.guard.targets = tuple(config.incidents.reference_targets)
-        old, self.outbox.sinks = self.outbox.sinks, self._build_sinks(config)
+        if self._engine is None or self._outbox is None:
+            return  # the store is not open yet; it opens with this config
+        self._engine.config = config
+        old, self._outbox.sinks = self._outbox.sinks, self._build_sinks(config)
         _close(old.values())
 
     def submit(self, obs: Observation) -> None:
@@ -86,21 +151,39 @@ class IncidentService:
 
     def start(self) -> None:
         """Start the engine consumer and the outbox worker."""
-        self._tasks = [asyncio.create_task(self._consume(), name="incident-engine"),
-                       asyncio.create_task(self.outbox.run(self._stop), name="outbox")]
+        self._tasks = [asyncio.create_task(self._consume(), name="incident-engine")]
+        if self._outbox is not None:
+            self._tasks.append(asyncio.create_task(self._outbox.run(self._stop), name="outbox"))
 
     async def _consume(self) -> None:
         while True:
             obs = await self._queue.get()
-            try:
-                online = True
-                if obs.result.findings:
-                    online = await self.guard.online()
-                self.engine.handle(obs, online=online)
-                self.outbox.wake.set()
-            except Exception:
+            await self.apply(obs)
+
+    async def apply(self, obs: Observation) -> bool:
+        """Apply one observation to the incidents; False if it could not be saved."""
+        if not self._open_store():
+            return False
+        self._just_opened.clear()
+        try:
+            online = True
+            if obs.result.findings:
+                online = await self.guard.online()
+            self.engine.handle(obs, online=online)
+        except Exception as exc:
+            self._just_opened.clear()  # rolled back: nothing was opened
+            if not is_state_error(exc):
                 log.exception("incident engine failed on %s/%s", obs.result.site,
                               obs.result.check)
+                return False
+            self.health.failed(f"{self.store.path}: {exc}")
+            return False
+        self.health.saved()
+        for record, no_ticket in self._just_opened:
+            self._report_opened(record, no_ticket)
+        self._just_opened.clear()
+        self.outbox.wake.set()
+        return True
 
     async def stop(self) -> None:
         """Finish queued observations briefly, stop the worker, close the store."""
@@ -112,9 +195,11 @@ class IncidentService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        _close(self.outbox.sinks.values())
+        if self._outbox is not None:
+            _close(self._outbox.sinks.values())
         await self._http.aclose()
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
 
 
 def _close(sinks: Iterable[TicketSink]) -> None:

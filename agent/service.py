@@ -34,6 +34,7 @@ from agent.metrics.webconfig import load_web_config
 from agent.pipeline import Classifier, LatestResults, Observation
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
+from agent.state_health import StateHealth
 from agent.store import db_path
 from agent.systemd import Notifier
 
@@ -99,8 +100,9 @@ class Agent:
         except OSError as exc:
             raise StorewatchError(f"cannot listen on {config.agent.listen} for /metrics: "
                                   f"{exc.strerror or exc}") from None
+        self.state = StateHealth(self.metrics.registry)
         self.incidents = IncidentService(config, self.clients, IncidentMetrics(
-            self.metrics.registry, db_path(config.agent.state_dir)))
+            self.metrics.registry, db_path(config.agent.state_dir)), self.state)
         self._started = time.time()
         self._stop = asyncio.Event()
 
@@ -125,13 +127,15 @@ class Agent:
                 "checks": len(self.config.planned_checks()),
                 "results": len(self.latest.snapshot())}
 
-    def _prepare_state_dir(self) -> None:
+    def _prepare_state_dir(self) -> bool:
         state_dir = self.config.agent.state_dir
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            log.warning("state directory %s is not usable (%s); state is not being saved",
-                        state_dir, exc.strerror or exc)
+            self.state.failed(f"state directory {state_dir} is not usable "
+                              f"({exc.strerror or exc})")
+            return False
+        return True
 
     def reload(self) -> bool:
         """Reload the config file; on error keep running the current one."""
@@ -175,8 +179,8 @@ class Agent:
     async def serve(self, duration: float | None = None) -> None:
         """Run until ``stop()`` (or SIGTERM/SIGINT), or for ``duration`` seconds."""
         loop = asyncio.get_running_loop()
-        self._prepare_state_dir()
-        self.runner.baselines = BaselineStore.open(self.config.agent.state_dir)
+        if self._prepare_state_dir():  # else one line said so already
+            self.runner.baselines = BaselineStore.open(self.config.agent.state_dir)
         self.server.start()
         self.scheduler.apply(self.config)
         self.metrics.config_loaded(True, len(self.config.planned_checks()))

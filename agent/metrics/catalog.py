@@ -70,12 +70,16 @@ OUTBOX_PENDING = MetricDef("storewatch_outbox_pending", "gauge",
                            "Ticket actions waiting for delivery.")
 OUTBOX_OLDEST_AGE = MetricDef("storewatch_outbox_oldest_pending_age_seconds", "gauge",
                               "Age of the oldest ticket action waiting for delivery (0: none).")
+STATE_WRITABLE = MetricDef("storewatch_state_writable", "gauge",
+                           "1 while incidents and the outbox are being saved to the state "
+                           "directory, 0 while they cannot be (unwritable, disk full).")
 
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_DURATION, PROBE_STEP_DURATION, PROBE_HTTP_STATUS, PROBE_LAST_RUN,
     TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS, FINDINGS_TOTAL,
     SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
+    STATE_WRITABLE,
 )
 
 # --- host: the server the agent runs on (agent/host/), read at scrape time ---

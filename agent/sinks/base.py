@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from agent.config.durations import format_duration
+from agent.config.secrets import scrub
 from agent.errors import PermanentSinkError, RetryableSinkError
 from classifier import Evidence, FindingKind, Level, Plan
 
@@ -151,7 +152,8 @@ def raise_for_status(response: httpx.Response, what: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
         return
-    body = " ".join(response.text[:200].split()) if response.content else ""
+    # scrub before cutting: a secret cut in half would no longer be recognised
+    body = " ".join(scrub(response.text).split())[:200] if response.content else ""
     message = f"{what}: HTTP {status}" + (f": {body}" if body else "")
     if status >= 500 or status in (408, 425, 429):
         raise RetryableSinkError(message, retry_after=retry_after_seconds(response.headers))

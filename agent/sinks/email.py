@@ -210,7 +210,7 @@ class EmailSink:
 
 def _text(reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
-    return " ".join(text.split())[:200]
+    return " ".join(scrub(text).split())[:200]  # scrubbed before a secret could be cut
 
 
 def _tls_context(config: EmailConfig) -> ssl.SSLContext:

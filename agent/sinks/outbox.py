@@ -16,16 +16,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from agent.config.secrets import scrub
-from agent.errors import PermanentSinkError, RetryableSinkError
+from agent.errors import PermanentSinkError, RetryableSinkError, StateError
 from agent.sinks.base import EventKind, TicketEvent, TicketRef, TicketSink
 from agent.sinks.render import SiteInfo, incident_view
+from agent.state_health import StateHealth, is_state_error
 from agent.store import OutboxEntry, Store
 
 log = logging.getLogger(__name__)
+
+STATE_RETRY_SECONDS = 30.0
+"""While the store cannot be written, how often a delivery pass is tried anyway."""
 
 DeliveryHook = Callable[[str, str, str], None]
 """Called with (sink, action, outcome) after each attempt; outcome: delivered, retry, dead."""
@@ -37,8 +43,10 @@ class Outbox:
     def __init__(self, store: Store, sinks: Mapping[str, TicketSink],
                  site_info: Callable[[str], SiteInfo], *, base_delay: float = 2.0,
                  max_delay: float = 600.0, rng: random.Random | None = None,
-                 on_attempt: DeliveryHook | None = None) -> None:
+                 on_attempt: DeliveryHook | None = None,
+                 health: StateHealth | None = None) -> None:
         self.store = store
+        self.health = health
         self.sinks = dict(sinks)
         self.site_info = site_info
         self.base_delay = base_delay
@@ -64,11 +72,21 @@ class Outbox:
 
     async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
         """Deliver until ``stop`` is set; wakes on ``wake`` or the next due time (≤ ``poll``)."""
+        failed_at = -STATE_RETRY_SECONDS
         while not stop.is_set():
-            try:
-                await self.deliver_due()
-            except Exception:  # a store error must not end delivery for good
-                log.exception("outbox delivery pass failed; retrying")
+            # while state cannot be saved, a delivery could not be recorded (and a tracker that
+            # cannot be searched would get it again every pass): try only now and then
+            unsaved = self.health is not None and not self.health.writable
+            if not unsaved or time.monotonic() - failed_at >= STATE_RETRY_SECONDS:
+                try:
+                    if await self.deliver_due() and self.health is not None:
+                        self.health.saved()
+                except Exception as exc:  # a store error must not end delivery for good
+                    if self.health is not None and is_state_error(exc):
+                        failed_at = time.monotonic()
+                        self.health.failed(f"{self.store.path}: {exc}")  # logged once
+                    else:
+                        log.exception("outbox delivery pass failed; retrying")
             wait = poll
             next_due = self.store.next_due()
             if next_due is not None:
@@ -124,6 +142,8 @@ class Outbox:
             self._retry(entry, scrub(str(exc)), exc.retry_after, now)
             return
         except Exception as exc:  # a sink bug: keep the entry, retry later
+            if isinstance(exc, sqlite3.Error | StateError) and is_state_error(exc):
+                raise  # the store cannot be written (disk full...): Outbox.run reports it
             log.exception("sink %s failed unexpectedly", entry.sink)
             self._retry(entry, f"unexpected {type(exc).__name__}", None, now)
             return

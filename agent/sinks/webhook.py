@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
+from agent.config.secrets import register_secret
 from agent.sinks.base import (
     Clock,
     IncidentView,
@@ -60,7 +61,8 @@ class WebhookConfig(SinkSettings):
     severities: Annotated[dict[LevelKey, str], AfterValidator(with_defaults(DEFAULT_SEVERITIES))
                           ] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
     headers: dict[str, str] = Field(default_factory=dict)
-    """Extra request headers (values may use ``${cred:...}``)."""
+    """Extra request headers (values may use ``${cred:...}``). Their values are treated as
+    secrets (they usually carry a receiver's credentials): masked wherever text is scrubbed."""
 
     @field_validator("secret")
     @classmethod
@@ -166,6 +168,8 @@ class WebhookSink:
 def build(config: WebhookConfig, ctx: SinkBuildContext, clock: Clock = utc_now) -> WebhookSink:
     """The webhook sink for ``config``."""
     secret = reveal(config.secret)
+    for value in config.headers.values():
+        register_secret(value)  # e.g. an API key from ${VAR} whose name does not look secret
     http = TrackerClient(ctx.http, config.url, sink=ctx.name, timeout=config.timeout,
                          headers={"User-Agent": ctx.user_agent})
     return WebhookSink(ctx.name, config, http, signing_key(secret), clock)

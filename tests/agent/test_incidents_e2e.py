@@ -4,6 +4,7 @@ read back from its SQLite file and through the CLI; SIGKILL at random points."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import signal
@@ -18,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from agent.demo.storefront import DemoStore
+from tests.agent.servers import serve
+from tests.agent.sinks.receivers import WebhookReceiver
 from tests.conftest import ROOT, storewatch
 
 INTERVAL = 1.0
@@ -207,43 +211,107 @@ async def test_an_offline_agent_opens_no_client_incident(
     assert query(tmp_path, "SELECT * FROM local_tickets") == []
 
 
-async def test_sigkill_at_random_points_never_duplicates_a_ticket(
+class RecordingReceiver(WebhookReceiver):
+    """The tracker side of the kill loop: keeps every authentic delivery, answers after a
+    random short delay so kills also land between "the tracker has it" and "recorded here"."""
+
+    def __init__(self, secret: str, rng: random.Random) -> None:
+        super().__init__(secret, time.time())
+        self.rng = rng
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        self.deliveries.append((headers, raw))
+        problem = self.verify(headers, raw)
+        if problem:
+            self.rejected.append(problem)
+            return web.Response(status=401, text=problem)
+        self.events.append(json.loads(raw))
+        await asyncio.sleep(self.rng.uniform(0.0, 0.15))
+        return web.Response(status=204)
+
+
+KILLS = 50
+HOOK_SECRET = "kill-loop-hook-secret-0123"
+
+
+async def test_sigkill_at_random_points_never_loses_or_duplicates_an_incident_or_ticket(
         store: DemoStore, tmp_path: Path, daemon: Callable[[Path], Daemon]) -> None:
+    """SIGKILL 50 times at random moments while incidents open and resolve and tickets go to
+    the sqlite sink and to a real webhook receiver; then one clean run settles everything."""
     interval = 0.3
-    extra = """\
-        incidents:
-          confirm_l1: 1
-          confirm: 1
-          recover: 1
-          flap_changes: 1000
-        """
-    config = write_config(tmp_path, store.url, interval=interval, extra=extra)
     rng = random.Random(20260301)
-    kills = 0
-    for _ in range(10):
-        agent = daemon(config)
-        await agent.start()
-        deadline = time.monotonic() + rng.uniform(0.8, 2.2)
-        while time.monotonic() < deadline:
-            store.set_faults(rng.choice([["server_error"], [], ["corrupt"], []]))
-            await asyncio.sleep(rng.uniform(0.1, 0.5))
-        await agent.kill(signal.SIGKILL)
-        kills += 1
-    store.set_faults([])
-    final = daemon(config)
-    await final.start()
-    await wait_for("everything resolved and delivered", lambda: query(
-        tmp_path, "SELECT 1 FROM incidents") and not query(
-        tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved' UNION ALL "
-                  "SELECT 1 FROM outbox WHERE state != 'delivered'"), 30)
-    await final.kill(signal.SIGTERM)
-    assert kills == 10
+    receiver = RecordingReceiver(HOOK_SECRET, rng)
+    async with serve({"/hook": receiver.handle}) as base:
+        extra = f"""\
+            incidents:
+              confirm_l1: 1
+              confirm: 1
+              recover: 1
+              flap_changes: 1000
+            sinks:
+              local: {{type: sqlite}}
+              hook: {{type: webhook, url: "{base}/hook", secret: {HOOK_SECRET}, timeout: 2s}}
+            routing:
+              - sinks: [local, hook]
+            """
+        config = write_config(tmp_path, store.url, interval=interval, extra=extra)
+        kills = 0
+        for _ in range(KILLS):
+            agent = daemon(config)
+            await agent.start()
+            deadline = time.monotonic() + rng.uniform(0.3, 1.3)
+            while time.monotonic() < deadline:
+                store.set_faults(rng.choice([["server_error"], [], ["corrupt"], []]))
+                await asyncio.sleep(rng.uniform(0.1, 0.4))
+            await agent.kill(signal.SIGKILL)
+            kills += 1
+        # one last incident while a clean daemon runs: it must open, be ticketed and resolve
+        store.set_faults(["server_error"])
+        final = daemon(config)
+        await final.start()
+        await wait_for("the last incident", lambda: query(
+            tmp_path, "SELECT 1 FROM incidents WHERE state = 'open' AND kind = 'site_down'"), 20)
+        store.set_faults([])
+        await wait_for("everything resolved and delivered", lambda: query(
+            tmp_path, "SELECT 1 FROM incidents") and not query(
+            tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved' UNION ALL "
+                      "SELECT 1 FROM outbox WHERE state != 'delivered'"), 30)
+        await final.kill(signal.SIGTERM)
+    assert kills == KILLS
+    assert query(tmp_path, "PRAGMA integrity_check")[0][0] == "ok"
+    # incidents: never two at once for one fingerprint, each a closed interval
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in query(tmp_path, "SELECT fingerprint, first_seen, resolved_at FROM incidents "
+                             "ORDER BY first_seen"):
+        assert r["resolved_at"] is not None
+        spans.setdefault(r["fingerprint"], []).append((r["first_seen"], r["resolved_at"]))
+    for fingerprint, intervals in spans.items():
+        for (_, end), (begin, _) in itertools.pairwise(intervals):
+            assert end <= begin, f"overlapping incidents of {fingerprint}"
+    # local tickets: exactly one per ticketed incident, all resolved
+    opened = {r["incident_id"] for r in query(
+        tmp_path, "SELECT DISTINCT incident_id FROM outbox WHERE action = 'open'")}
     per_incident = query(tmp_path, "SELECT incident_id, COUNT(*) AS n FROM local_tickets "
                                    "GROUP BY incident_id")
     assert per_incident, "the faults never opened a ticket"
     assert all(r["n"] == 1 for r in per_incident), [tuple(r) for r in per_incident]
-    opened = query(tmp_path, "SELECT DISTINCT incident_id FROM outbox WHERE action = 'open'")
-    assert len(opened) == len(per_incident)  # every ticket asked for arrived, exactly once
+    assert {r["incident_id"] for r in per_incident} == opened  # none lost, none extra
     assert not query(tmp_path, "SELECT 1 FROM local_tickets WHERE state != 'resolved'")
-    assert query(tmp_path, "PRAGMA integrity_check")[0][0] == "ok"
-    print(f"{kills} SIGKILLs survived; {len(per_incident)} tickets, none duplicated")
+    # the webhook tracker: one "opened" event per incident, then its "resolved"
+    assert receiver.rejected == []
+    events: dict[int, dict[str, set[str]]] = {}
+    for e in receiver.events:
+        events.setdefault(e["incident_id"], {}).setdefault(e["event"], set()).add(e["event_id"])
+    assert set(events) == opened
+    duplicates = [i for i, seen in events.items() if len(seen.get("opened", ())) != 1]
+    assert duplicates == []
+    assert all(len(seen.get("resolved", ())) == 1 for seen in events.values())
+    tickets = query(tmp_path, "SELECT sink, COUNT(*) AS n FROM tickets GROUP BY sink")
+    assert {r["sink"]: r["n"] for r in tickets} == {"local": len(opened), "hook": len(opened)}
+    redelivered = len(receiver.events) - sum(len(ids) for seen in events.values()
+                                             for ids in seen.values())
+    print(f"{kills} SIGKILLs survived; {len(spans)} fingerprints, {len(opened)} incidents "
+          f"ticketed twice (sqlite + webhook), 0 duplicated; {redelivered} webhook "
+          f"redeliveries of an already received event (same webhook-id)")

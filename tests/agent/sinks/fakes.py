@@ -41,6 +41,20 @@ def timeout(request: httpx.Request) -> httpx.Response:
     raise httpx.ReadTimeout("timed out", request=request)
 
 
+class AcceptThenTimeout:
+    """The duplicate trap: the next create is carried out, but its answer never arrives.
+
+    Requests of other kinds (e.g. the search before the create) pass untouched.
+    """
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        return timeout(request)
+
+
+CREATE_HANDLERS = frozenset({"create", "enqueue", "post"})
+"""Handler names of the routes that create a ticket (or trigger an alert)."""
+
+
 @dataclass
 class Ticket:
     """A ticket as the tracker holds it."""
@@ -74,6 +88,12 @@ class FakeTracker:
 
         def side_effect(request: httpx.Request, **groups: str) -> httpx.Response:
             self.requests.append(request)
+            if self.failures and isinstance(self.failures[0], AcceptThenTimeout):
+                if handler.__name__ not in CREATE_HANDLERS:
+                    return handler(request, **groups)
+                self.failures.pop(0)
+                handler(request, **groups)  # the tracker does it ...
+                return timeout(request)  # ... but the answer never arrives
             if self.failures:
                 return self.failures.pop(0)(request)
             return handler(request, **groups)

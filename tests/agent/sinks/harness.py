@@ -36,6 +36,9 @@ class Fail:
 
     status: int | None = None
     headers: dict[str, str] | None = None
+    accept: bool = False
+    """With no status: the tracker carries the request out, then never answers (the duplicate
+    trap)."""
 
     @property
     def timeout(self) -> bool:
@@ -105,7 +108,8 @@ async def harness(name: str, http: httpx.AsyncClient, state_dir: Path,
             def hook_fail(fail: Fail) -> None:
                 receiver.replies.append(Reply(status=fail.status or 200,
                                               headers=fail.headers or {},
-                                              stall=1.5 if fail.timeout else 0))
+                                              stall=1.5 if fail.timeout else 0,
+                                              accept=fail.accept))
 
             yield Harness(
                 name, lambda: build_sink(name, cfg, ctx, clock=lambda: NOW), hook_tickets,
@@ -146,6 +150,9 @@ async def harness(name: str, http: httpx.AsyncClient, state_dir: Path,
         kw: dict[str, Any] = {"clock": lambda: NOW} if name == "alertmanager" else {}
 
         def fake_fail(fail: Fail) -> None:
+            if fail.accept:
+                fake.fail_next(fakes.AcceptThenTimeout())
+                return
             fake.fail_next(fakes.timeout if fail.timeout
                            else fakes.status(fail.status or 500, fail.headers))
 

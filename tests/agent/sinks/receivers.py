@@ -31,6 +31,8 @@ class Reply:
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     stall: float = 0.0
+    accept: bool = False
+    """Keep the event as a good delivery would, then stall (the duplicate trap)."""
 
 
 class WebhookReceiver:
@@ -67,6 +69,8 @@ class WebhookReceiver:
         self.deliveries.append((headers, raw))
         if self.replies:
             reply = self.replies.pop(0)
+            if reply.accept and self.verify(headers, raw) is None:
+                self.events.append(json.loads(raw))
             if reply.stall:
                 await asyncio.sleep(reply.stall)
             echo = json.dumps({"body": raw.decode(errors="replace"), "headers": headers})
