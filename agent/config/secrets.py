@@ -20,6 +20,7 @@ __all__ = [
     "register_secret",
     "registered_secrets",
     "scrub",
+    "scrubbed_excerpt",
 ]
 
 MASK = "***"
@@ -61,6 +62,16 @@ def scrub(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def scrubbed_excerpt(text: str, start: int = 0, length: int = 300) -> str | None:
+    """About ``length`` characters of ``text`` from ``start``, secrets masked *before* cutting
+    (cutting first could leave half a secret that ``scrub`` no longer recognises)."""
+    longest = len(_longest_first[0]) if _longest_first else 0
+    lo = max(0, start - longest)
+    window = scrub(text[lo:start + length + longest])
+    excerpt = window[start - lo:][:length]
+    return excerpt or None
 
 
 class SecretScrubbingFilter(logging.Filter):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from agent.config.schema import AvailabilityCheck
+from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchError, FetchFailure, FetchResult, fetch
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming, failure_kind
 from agent.probes.html import MAX_HTML_DEPTH, html_depth_exceeds, parse_html
@@ -85,7 +86,7 @@ def _judge_response(out: _Findings, spec: AvailabilityCheck, ctx: ProbeContext,
     if res.status not in spec.expect_status:
         expected = ",".join(str(s) for s in spec.expect_status)
         out.add(failure_kind(spec), f"{where} answered HTTP {res.status} (expected {expected})",
-                evidence(text[:EXCERPT_CHARS] or None))
+                evidence(scrubbed_excerpt(text, 0, EXCERPT_CHARS)))
     elif spec.method != "HEAD":
         _judge_content(out, spec, res, text, where, evidence)
 
@@ -128,5 +129,5 @@ def _excerpt_around(text: str, needles: list[str]) -> str | None:
         at = text.find(needle)
         if at >= 0:
             lo = max(0, at - 80)
-            return text[lo:lo + EXCERPT_CHARS]
-    return text[:EXCERPT_CHARS] or None
+            return scrubbed_excerpt(text, lo, EXCERPT_CHARS)
+    return scrubbed_excerpt(text, 0, EXCERPT_CHARS)

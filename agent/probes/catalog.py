@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from agent.config.schema import CatalogCheck, Counter
+from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
 from agent.probes.content import count_items, error_signature
@@ -52,7 +53,7 @@ async def probe_catalog(spec: CatalogCheck, ctx: ProbeContext) -> ProbeResult:
             clean = False
             out.add(FindingKind.PAGE_CORRUPTED,
                     f"listing {path} shows a {signature} error instead of products",
-                    Evidence(url=res.url, status=res.status, excerpt=text[:300]))
+                    Evidence(url=res.url, status=res.status, excerpt=scrubbed_excerpt(text)))
             continue
         total += got
     for path in spec.expected_in:

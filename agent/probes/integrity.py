@@ -14,6 +14,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from agent.config.schema import IntegrityCheck
+from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
 from agent.probes.content import error_signature
@@ -82,7 +83,7 @@ async def probe_integrity(spec: IntegrityCheck, ctx: ProbeContext) -> ProbeResul
         if problems:
             text = res.text()
             out.add(FindingKind.PAGE_CORRUPTED, f"page {path}: " + "; ".join(problems),
-                    Evidence(url=res.url, status=res.status, excerpt=text[:300] or None,
+                    Evidence(url=res.url, status=res.status, excerpt=scrubbed_excerpt(text),
                              details={"problems": str(len(problems))}))
     if failed:
         home = next((r for p, r in failed if p == "/"), None)

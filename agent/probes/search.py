@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from agent.config.schema import JSON_LD_COUNTER, Counter, SearchCheck
+from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
 from agent.probes.content import count_items, error_signature
@@ -42,7 +43,7 @@ async def probe_search(spec: SearchCheck, ctx: ProbeContext) -> ProbeResult:
         got = count_items(res, counter) or 0
         if got == 0 and res.redirects:
             got = 1
-        evidence = Evidence(url=res.url, status=res.status, excerpt=text[:300] or None,
+        evidence = Evidence(url=res.url, status=res.status, excerpt=scrubbed_excerpt(text),
                             details={"results": str(got)})
         if got < query.min_results:
             signature = error_signature(text)

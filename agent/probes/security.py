@@ -15,6 +15,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from agent.config.schema import SecurityCheck
+from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
 from agent.probes.html import parse_html
@@ -101,7 +102,7 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
             if at >= 0:
                 out.add(FindingKind.SECURITY_BREACH, f"defacement text {marker!r} on {path}",
                         Evidence(url=res.url, status=res.status,
-                                 excerpt=text[max(0, at - 80):at + 220]))
+                                 excerpt=scrubbed_excerpt(text, max(0, at - 80), 300)))
     unknown = {o: p for o, p in seen.items() if not allowed(o, spec.allow, own)}
     learning = await _learn(ctx, spec, set(unknown))
     if not learning:

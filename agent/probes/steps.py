@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from agent.config.schema import Expect, Extractor, Site, Step, StepsCheck
+from agent.config.secrets import scrubbed_excerpt
 from agent.cookies import RunCookies
 from agent.httpclient import FetchError, FetchResult, fetch
 from agent.probes.base import ProbeContext, StepTiming
@@ -135,7 +136,7 @@ def _report_step(run: StepRun, name: str, kind: FindingKind, res: FetchResult,
     if res.truncated:
         summary += f" (body truncated at {len(res.body)} bytes)"
     run.add(kind, summary, Evidence(url=res.url, status=res.status,
-                                    excerpt=text[:EXCERPT_CHARS] or None,
+                                    excerpt=scrubbed_excerpt(text, 0, EXCERPT_CHARS),
                                     timings={name: res.total_s}, details={"step": name}))
 
 

@@ -148,3 +148,21 @@ def test_read_credential_rejects_non_plain_names(tmp_path: Path, name: str) -> N
         read_credential(name, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert str(info.value) == (
         f"invalid systemd credential name {name!r}: use a plain file name")
+
+
+def test_excerpt_masks_a_secret_that_straddles_the_cut() -> None:
+    from agent.config.secrets import clear_secrets, register_secret, scrubbed_excerpt
+
+    clear_secrets()
+    try:
+        register_secret("CANARY-0123456789")
+        page = "x" * 290 + "CANARY-0123456789" + "y" * 50
+        excerpt = scrubbed_excerpt(page, 0, 300)
+        assert excerpt is not None
+        assert "CANARY" not in excerpt and "CANARY-0123"[:5] not in excerpt
+        assert excerpt.startswith("x" * 290) and excerpt[290:] == "***" + "y" * 7
+        middle = scrubbed_excerpt("a" * 100 + "CANARY-0123456789" + "b" * 100, 95, 20)
+        assert middle == "aaaaa***" + "b" * 12
+        assert scrubbed_excerpt("") is None
+    finally:
+        clear_secrets()
