@@ -26,6 +26,8 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from agent.transport import LeanTransport
+
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -106,10 +108,12 @@ class HttpClients:
         key = (verify, str(ca_file) if ca_file else None)
         client = self._clients.get(key)
         if client is None:
+            context = _ssl_context(verify, ca_file)
             client = httpx.AsyncClient(
-                verify=_ssl_context(verify, ca_file),
+                verify=context,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+                transport=LeanTransport(context),
                 headers={"User-Agent": self._user_agent},
                 cookies=httpx.Cookies(_NoCookies()),
                 trust_env=False,
