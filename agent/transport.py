@@ -29,8 +29,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpcore
-import httpx
 import httptools
+import httpx
 
 HIGH_WATER = 256 * 1024
 """Buffered body bytes above which the socket is paused until the reader catches up."""
