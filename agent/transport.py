@@ -16,27 +16,26 @@ is done or the response is closed. What it keeps of httpx's contract:
 * ``response.extensions["network_stream"]`` answers ``get_extra_info("ssl_object")`` for the
   peer certificate.
 
-When a test library patches httpx's or httpcore's default transport (respx), requests go to
-the stock path instead, so the patch still intercepts them.
+httpcore (with anyio and h11, ~3 MiB of RSS) is not imported unless needed: when a test library
+has patched httpcore's connection pool (respx's default mocker), requests go to a stock httpx
+transport instead, so the patch still intercepts them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpcore
 import httptools
 import httpx
 
 HIGH_WATER = 256 * 1024
 """Buffered body bytes above which the socket is paused until the reader catches up."""
 
-_STOCK_POOL_HANDLER = httpcore.AsyncConnectionPool.handle_async_request
-_STOCK_TRANSPORT_HANDLER = httpx.AsyncHTTPTransport.handle_async_request
 
 
 class _Exchange(asyncio.Protocol):
@@ -205,18 +204,26 @@ class _NetworkStream:
         return self._transport.get_extra_info(info)
 
 
-class LeanTransport(httpx.AsyncHTTPTransport):
+class LeanTransport(httpx.AsyncBaseTransport):
     """Fresh-connection HTTP/1.1 transport over asyncio with a C response parser."""
 
     def __init__(self, ssl_context: ssl.SSLContext) -> None:
-        super().__init__(verify=ssl_context, limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=0), trust_env=False)
         self._ssl = ssl_context
+        self._stock: httpx.AsyncHTTPTransport | None = None
+
+    async def aclose(self) -> None:
+        """Close the stock fallback transport if one was made (lean connections close alone)."""
+        if self._stock is not None:
+            await self._stock.aclose()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on a new connection and return the response with a streaming body."""
-        if _stock_path_patched():
-            return await super().handle_async_request(request)
+        if _httpcore_patched():
+            if self._stock is None:
+                self._stock = httpx.AsyncHTTPTransport(
+                    verify=self._ssl, trust_env=False,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
+            return await self._stock.handle_async_request(request)
         url = request.url
         scheme = url.scheme
         if scheme not in ("http", "https"):
@@ -254,9 +261,12 @@ class LeanTransport(httpx.AsyncHTTPTransport):
         )
 
 
-def _stock_path_patched() -> bool:
-    return (httpcore.AsyncConnectionPool.handle_async_request is not _STOCK_POOL_HANDLER
-            or httpx.AsyncHTTPTransport.handle_async_request is not _STOCK_TRANSPORT_HANDLER)
+def _httpcore_patched() -> bool:
+    httpcore = sys.modules.get("httpcore")
+    if httpcore is None:
+        return False
+    handler = httpcore.AsyncConnectionPool.handle_async_request
+    return not getattr(handler, "__module__", "").startswith("httpcore.")
 
 
 async def _head(request: httpx.Request) -> bytes:

@@ -45,7 +45,7 @@ def _blackbox(bb: env.Blackbox, module: str, url: str, n: int) -> dict[str, floa
 
 def run(target: env.Target, bb: env.Blackbox, tls: env.TLS, reps: int, n_http: int,
         n_https: int, workdir: Path, log: object) -> tuple[list[Row], dict[str, object]]:
-    """All modes × reps for HTTP and HTTPS; rows for the table plus raw figures."""
+    """All modes x reps for HTTP and HTTPS; rows for the table plus raw figures."""
     modes = ("blackbox", *CLIENT_MODES)
     per_probe: dict[tuple[str, str], list[float]] = {}
     errors = 0
@@ -73,19 +73,19 @@ def run(target: env.Target, bb: env.Blackbox, tls: env.TLS, reps: int, n_http: i
         rows.append(Row("1", f"CPU ms per availability probe, whole agent path, {label}",
                         spread(per_probe[(scheme, "agent")]),
                         f"blackbox_exporter {spread(per_probe[(scheme, 'blackbox')])}",
-                        f"{agent / bbx:.2f}×", "≤ 1.0×", "yes" if agent <= bbx else "no"))
-        rows.append(Row("1", f"… same vs a bare loop on the same HTTP stack, {label}",
+                        f"{agent / bbx:.2f}x", "≤ 1.0x", "yes" if agent <= bbx else "no"))
+        rows.append(Row("1", f"... same vs a bare loop on the same HTTP stack, {label}",
                         f"{agent:.3f}", f"bare `client.get` {spread(per_probe[(scheme, 'bare')])}",
-                        f"{agent / bare:.2f}×", "≤ 1.25×", "yes" if agent <= 1.25 * bare else "no"))
+                        f"{agent / bare:.2f}x", "≤ 1.25x", "yes" if agent <= 1.25 * bare else "no"))
         stock = med[(scheme, "agent-stock")]
-        rows.append(Row("1", f"… before: agent path on stock httpx transport, {label}",
+        rows.append(Row("1", f"... before: agent path on stock httpx transport, {label}",
                         spread(per_probe[(scheme, "agent-stock")]), f"blackbox {bbx:.3f}",
-                        f"{stock / bbx:.2f}×", "(before/after)", ""))
+                        f"{stock / bbx:.2f}x", "(before/after)", ""))
         for mode, name in (("bare-stock", "bare stock httpx (httpcore/h11/anyio)"),
                            ("bare-aiohttp", "bare httpx over `httpx-aiohttp`"),
                            ("raw", "raw asyncio streams (Python floor)")):
-            rows.append(Row("1", f"… reference: {name}, {label}",
+            rows.append(Row("1", f"... reference: {name}, {label}",
                             spread(per_probe[(scheme, mode)]), f"blackbox {bbx:.3f}",
-                            f"{med[(scheme, mode)] / bbx:.2f}×", "–", ""))
+                            f"{med[(scheme, mode)] / bbx:.2f}x", "-", ""))
     return rows, {"per_probe_ms": {f"{s}/{m}": v for (s, m), v in per_probe.items()},
                   "errors": errors}

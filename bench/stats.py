@@ -25,10 +25,10 @@ def median(values: list[float]) -> float:
 
 
 def spread(values: list[float], fmt: str = "{:.3f}") -> str:
-    """``median (min–max)``."""
+    """``median (min-max)``."""
     if not values:
-        return "–"
-    return f"{fmt.format(median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+        return "-"
+    return f"{fmt.format(median(values))} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def table(rows: list[Row]) -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,6 +17,7 @@ from aiohttp import web
 from agent.httpclient import FetchResult, HttpClients, fetch
 from agent.transport import LeanTransport
 from tests.agent.servers import serve
+from tests.conftest import TLSMaterial
 
 
 @pytest.fixture
@@ -115,3 +120,38 @@ async def test_respx_still_intercepts_the_shared_client(clients: HttpClients) ->
     respx.post("https://tickets.example.com/api").mock(return_value=httpx.Response(201))
     response = await clients.get().post("https://tickets.example.com/api", json={"a": 1})
     assert response.status_code == 201
+
+
+@pytest.mark.parametrize(("trusted", "failure"), [(True, None), (False, "tls")],
+                         ids=["ca-in-os-store", "ca-not-in-os-store"])
+async def test_default_trust_is_the_os_store(tls_material: TLSMaterial, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, trusted: bool,
+                                             failure: str | None) -> None:
+    store = tmp_path / "certs"
+    store.mkdir()
+    (store / "placeholder.pem").write_bytes(b"")
+    if trusted:
+        shutil.copy(tls_material.ca_cert, store / "bench-ca.pem")
+    else:  # another CA, so the directory still holds a hashed certificate
+        shutil.copy(tls_material.selfsigned_cert, store / "other.pem")
+    subprocess.run(["openssl", "rehash", str(store)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_DIR", str(store))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(tls_material.leaf_cert), str(tls_material.key))
+
+    async def ok(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    stack = HttpClients("storewatch-test")
+    try:
+        async with serve({"/": ok}, server_ctx) as url:
+            result = await fetch(stack.get(), url + "/", timeout=2, max_body_bytes=100,
+                                 max_redirects=0)
+    finally:
+        await stack.aclose()
+    if failure is None:
+        assert isinstance(result, FetchResult), result
+        assert result.cert_not_after is not None
+    else:
+        assert not isinstance(result, FetchResult)
+        assert result.failure.value == failure
