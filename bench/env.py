@@ -27,9 +27,19 @@ HELPER_CPU = 1 if (os.cpu_count() or 1) > 1 else 0
 
 def free_port() -> int:
     """A loopback port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct loopback ports that were free a moment ago."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def pin(cpu: int) -> list[str]:
@@ -98,6 +108,11 @@ def make_tls(d: Path) -> TLS:
     return TLS(d / "ca.pem", d / "leaf.pem", d / "leaf.key")
 
 
+SCALE_PORTS = 16
+"""Extra plain-HTTP ports for the scale ramp: one destination can only take ~28k new
+connections per TIME_WAIT period (the ephemeral port range); real probes go to many hosts."""
+
+
 @dataclass(frozen=True)
 class Target:
     """The nginx target: plain and TLS URLs of the same static page."""
@@ -105,6 +120,7 @@ class Target:
     http_url: str
     https_url: str
     pid: int
+    scale_urls: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -115,7 +131,8 @@ def nginx(d: Path, tls: TLS) -> Iterator[Target]:
     for path in (d, d / "www"):  # nginx workers run as an unprivileged user
         path.chmod(0o755)
     (d / "www" / "index.html").chmod(0o644)
-    http_port, https_port = free_port(), free_port()
+    http_port, https_port, *scale_ports = free_ports(2 + SCALE_PORTS)
+    extra = "".join(f"        listen 127.0.0.1:{p} backlog=4096;\n" for p in scale_ports)
     (d / "nginx.conf").write_text(f"""
 daemon off;
 worker_processes 1;
@@ -130,7 +147,7 @@ http {{
     server {{
         listen 127.0.0.1:{http_port} backlog=4096;
         listen 127.0.0.1:{https_port} ssl backlog=4096;
-        ssl_certificate {tls.cert};
+{extra}        ssl_certificate {tls.cert};
         ssl_certificate_key {tls.key};
         root {d}/www;
     }}
@@ -139,12 +156,15 @@ http {{
     (d / "tmp").mkdir()
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen([*pin(HELPER_CPU), binary, "-c", str(d / "nginx.conf"), "-p", str(d)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=(d / "nginx-start.log").open("wb"))
     try:
-        _wait_port(http_port, proc, "nginx")
+        try:
+            _wait_port(http_port, proc, "nginx")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {(d / 'nginx-start.log').read_text().strip()}") from None
         _wait_port(https_port, proc, "nginx")
         yield Target(f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}",
-                     proc.pid)
+                     proc.pid, tuple(f"http://127.0.0.1:{p}" for p in scale_ports))
     finally:
         _stop(proc)
 

@@ -1,6 +1,7 @@
 """Goal 4: the idle agent (20 sites x 6 checks every 60 s) against a bare Python process.
 
-The agent is the real CLI (``python -m agent run``) on CPU 0, probing the nginx target. Ready =
+The agent is the real CLI (``python -m agent run``) on CPU 0, probing the nginx target over
+HTTPS (shops are HTTPS; the site's CA file holds one CA, as the OS store loads one). Ready =
 spawn to the first ``/healthz`` answer. The baseline is a bare Python process that imports what
 perf-anchors.md's idle-agent baseline imports (httpx, prometheus_client, apscheduler, psutil,
 yaml) and then listens; blackbox_exporter's fresh RSS is given for reference.
@@ -30,11 +31,12 @@ while True:
 """
 
 
-def _config(d: Path, url: str, port: int) -> Path:
+def _config(d: Path, url: str, port: int, ca: Path) -> Path:
     lines = ["agent:", f"  listen: 127.0.0.1:{port}", f"  state_dir: {d}/state", "defaults:",
              f"  interval: {INTERVAL}s", "  timeout: 5s", "sites:"]
     for s in range(SITES):
-        lines += [f"  - name: shop{s}", f"    base_url: {url}", "    checks:"]
+        lines += [f"  - name: shop{s}", f"    base_url: {url}", f"    tls: {{ca_file: {ca}}}",
+                  "    checks:"]
         for k in range(CHECKS):
             path = "/" if k == 0 else f"/?page={k}"
             lines += [f"      - name: page{k}", "        type: availability",
@@ -83,7 +85,7 @@ def run(target: env.Target, d: Path, window_s: float,
     pin = env.pin(env.MEASURED_CPU)
     port = env.free_port()
     agent, agent_ready = _ready([*pin, sys.executable, "-m", "agent", "run", "-c",
-                                 str(_config(d, target.http_url, port))], port, "/healthz")
+                                 str(_config(d, target.https_url, port, tls.ca))], port, "/healthz")
     try:
         time.sleep(5)
         cpu0, t0 = env.proc_cpu_s(agent.pid), time.perf_counter()
