@@ -25,6 +25,7 @@ from agent.pipeline import Classifier, LatestResults, Observation
 from agent.scheduler import CheckRunner, CheckScheduler
 
 CHECKS_PER_SITE = 10
+MARKER = "storewatch bench"
 
 
 class _Lateness:
@@ -63,9 +64,10 @@ def _config(n: int, urls: list[str], interval: float) -> Config:
         k = min(CHECKS_PER_SITE, n - s * CHECKS_PER_SITE)
         sites.append({"name": f"shop{s}", "base_url": urls[s % len(urls)], "checks": [
             {"name": f"page{j}", "type": "availability", "path": f"/?p={j}",
-             "body_contains": ["storewatch bench"]} for j in range(k)]})
+             "body_contains": [MARKER]} for j in range(k)]})
     return Config.model_validate({"agent": {"concurrency": 500, "listen": "127.0.0.1:0"},
-                                  "defaults": {"interval": f"{interval}s", "timeout": "10s"},
+                                  "defaults": {"interval": f"{interval}s",
+                                               "timeout": f"{min(10.0, interval / 2)}s"},
                                   "sites": sites})
 
 
