@@ -234,10 +234,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         exchange = _Exchange(loop, request.method == "HEAD")
         tls = self._ssl if scheme == "https" else None
+        connect = loop.create_connection(lambda: exchange, host, port, ssl=tls,
+                                         server_hostname=host if tls else None)
+        connect_timeout = timeouts.get("connect")
         try:
-            async with asyncio.timeout(timeouts.get("connect")):
-                await loop.create_connection(lambda: exchange, host, port, ssl=tls,
-                                             server_hostname=host if tls else None)
+            if connect_timeout is None:  # the caller's own deadline bounds it (fetch does)
+                await connect
+            else:
+                async with asyncio.timeout(connect_timeout):
+                    await connect
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connect to {host}:{port} timed out",
                                        request=request) from None
