@@ -115,11 +115,18 @@ async def test_read_timeout_of_the_transport(clients: HttpClients) -> None:
             await clients.get().get(url, timeout=0.2)
 
 
-@respx.mock
-async def test_respx_still_intercepts_the_shared_client(clients: HttpClients) -> None:
-    respx.post("https://tickets.example.com/api").mock(return_value=httpx.Response(201))
-    response = await clients.get().post("https://tickets.example.com/api", json={"a": 1})
+@pytest.mark.parametrize("using", ["httpcore", "httpx"])
+async def test_respx_still_intercepts_the_shared_client(clients: HttpClients, using: str) -> None:
+    with respx.mock(using=using) as router:
+        router.post("https://tickets.example.com/api").mock(return_value=httpx.Response(201))
+        router.get("https://tickets.example.com/ok").mock(
+            return_value=httpx.Response(200, text="fine"))
+        response = await clients.get().post("https://tickets.example.com/api", json={"a": 1})
+        result = await fetch(clients.get(), "https://tickets.example.com/ok", timeout=2,
+                             max_body_bytes=100, max_redirects=0)
     assert response.status_code == 201
+    assert isinstance(result, FetchResult)
+    assert (result.status, result.body) == (200, b"fine")
 
 
 @pytest.mark.parametrize(("trusted", "failure"), [(True, None), (False, "tls")],
