@@ -1,0 +1,1 @@
+"""storewatch benchmarks: `make bench` (= `python -m bench`) prints the Performance table."""

@@ -1,0 +1,151 @@
+"""Goal 4: the idle agent (20 sites x 6 checks every 60 s) against a bare Python process.
+
+The agent is the real CLI (``python -m agent run``) on CPU 0, probing the nginx target over
+HTTPS (shops are HTTPS; the site's CA file holds one CA, as the OS store loads one). Ready =
+spawn to the first ``/healthz`` answer. The baseline is a bare Python process that imports what
+perf-anchors.md's idle-agent baseline imports (httpx, prometheus_client, apscheduler, psutil,
+yaml) and then listens; blackbox_exporter's fresh RSS is given for reference.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from bench import env
+from bench.stats import Row
+
+SITES, CHECKS, INTERVAL = 20, 6, 60
+BASELINE = """
+import socket, sys, time
+import httpx, prometheus_client, psutil, yaml
+import apscheduler.schedulers.asyncio, apscheduler.triggers.interval
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+while True:
+    conn, _ = s.accept(); conn.recv(100)
+    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\nok")
+    conn.close()
+"""
+
+
+def _config(d: Path, url: str, port: int, ca: Path) -> Path:
+    lines = ["agent:", f"  listen: 127.0.0.1:{port}", f"  state_dir: {d}/state", "defaults:",
+             f"  interval: {INTERVAL}s", "  timeout: 5s", "sites:"]
+    for s in range(SITES):
+        lines += [f"  - name: shop{s}", f"    base_url: {url}", f"    tls: {{ca_file: {ca}}}",
+                  "    checks:"]
+        for k in range(CHECKS):
+            path = "/" if k == 0 else f"/?page={k}"
+            lines += [f"      - name: page{k}", "        type: availability",
+                      f"        path: \"{path}\"", "        body_contains: [storewatch bench]"]
+    path = d / "footprint.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _ready(cmd: list[str], port: int, path: str) -> tuple[subprocess.Popen[bytes], float]:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = start + 30
+    while time.perf_counter() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
+                return proc, time.perf_counter() - start
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd} exited with {proc.returncode}") from None
+            time.sleep(0.005)
+    proc.kill()
+    raise RuntimeError(f"{cmd} not ready in 30 s")
+
+
+def _uss_mib(pid: int) -> float:
+    total = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1])
+    return total / 1024
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _blackbox_at_rate(bb: env.Blackbox, url: str, per_s: float,
+                      window_s: float) -> tuple[float, int]:
+    """blackbox_exporter's CPU share while it is asked for ``per_s`` HTTPS probes a second."""
+    probe = f"{bb.url}/probe?module=https_2xx&target={urllib.parse.quote(url + '/')}"
+    gap = 1 / max(per_s, 0.1)
+    cpu0, t0 = env.proc_cpu_s(bb.pid), time.perf_counter()
+    done = 0
+    while time.perf_counter() - t0 < window_s:
+        with urllib.request.urlopen(probe, timeout=10) as resp:
+            resp.read()
+        done += 1
+        time.sleep(max(0.0, t0 + done * gap - time.perf_counter()))
+    return (env.proc_cpu_s(bb.pid) - cpu0) / (time.perf_counter() - t0), done
+
+
+def run(target: env.Target, d: Path, window_s: float,
+        tls: env.TLS) -> tuple[list[Row], dict[str, float]]:
+    """Measure the agent and the baselines; ``window_s`` of idle CPU after a 5 s settle."""
+    pin = env.pin(env.MEASURED_CPU)
+    port = env.free_port()
+    agent, agent_ready = _ready([*pin, sys.executable, "-m", "agent", "run", "-c",
+                                 str(_config(d, target.https_url, port, tls.ca))], port, "/healthz")
+    try:
+        time.sleep(5)
+        cpu0, t0 = env.proc_cpu_s(agent.pid), time.perf_counter()
+        time.sleep(window_s)
+        cpu_share = (env.proc_cpu_s(agent.pid) - cpu0) / (time.perf_counter() - t0)
+        agent_rss, agent_uss = env.proc_rss_mib(agent.pid), _uss_mib(agent.pid)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            runs = sum(float(line.rsplit(" ", 1)[1]) for line in resp.read().decode().splitlines()
+                       if line.startswith("storewatch_probe_runs_total{"))
+    finally:
+        _stop(agent)
+    bport = env.free_port()
+    base, base_ready = _ready([*pin, sys.executable, "-c", BASELINE, str(bport)], bport, "/")
+    try:
+        time.sleep(1)
+        base_rss, base_uss = env.proc_rss_mib(base.pid), _uss_mib(base.pid)
+    finally:
+        _stop(base)
+    bbdir = d / "bb-fresh"
+    bbdir.mkdir()
+    with env.blackbox(bbdir, tls) as bb:
+        time.sleep(0.5)
+        bb_rss = env.proc_rss_mib(bb.pid)
+        bb_share, bb_probes = _blackbox_at_rate(bb, target.https_url, runs / (window_s + 5),
+                                                window_s)
+        bb_after = env.proc_rss_mib(bb.pid)
+    figures = {"agent_rss": agent_rss, "agent_uss": agent_uss, "cpu_share": cpu_share,
+               "agent_ready_s": agent_ready, "base_rss": base_rss, "base_uss": base_uss,
+               "base_ready_s": base_ready, "blackbox_rss": bb_rss, "runs": runs,
+               "blackbox_share": bb_share, "blackbox_rss_after": bb_after}
+    rows = [
+        Row("4", f"idle agent RSS, {SITES} sites x {CHECKS} checks @ {INTERVAL}s (USS)",
+            f"{agent_rss:.1f} MiB ({agent_uss:.1f})",
+            f"bare Python + same-era imports {base_rss:.1f} MiB ({base_uss:.1f}); "
+            f"blackbox fresh {bb_rss:.1f}", f"{agent_rss / base_rss:.2f}x",
+            "≤ 45 MB", "yes" if agent_rss * 1.048576 <= 45 else "no"),
+        Row("4", f"idle agent CPU share ({window_s:.0f} s window, "
+                 f"{runs / (window_s + 5):.1f} HTTPS probes/s)",
+            f"{cpu_share * 100:.2f} %",
+            f"blackbox at the same probe rate {bb_share * 100:.2f} % ({bb_probes} probes; RSS "
+            f"after {bb_after:.1f} MiB)", f"{cpu_share / bb_share:.1f}x" if bb_share else "-",
+            "≤ 0.5 %", "yes" if cpu_share <= 0.005 else "no"),
+        Row("4", "spawn → ready (/healthz answers)", f"{agent_ready * 1000:.0f} ms",
+            f"bare Python + imports {base_ready * 1000:.0f} ms",
+            f"{agent_ready / base_ready:.2f}x", "report", ""),
+    ]
+    return rows, figures

@@ -1,0 +1,49 @@
+"""Smoke run of the bench workers with tiny sizes against the demo store (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from agent.demo.storefront import DemoStore
+from bench import probe_worker, scale_worker
+from bench.stats import Row, spread, table
+from tests.conftest import ROOT
+
+
+@pytest.mark.parametrize("mode", ["agent", "bare", "raw"], ids=["agent", "bare", "raw"])
+async def test_probe_window_counts_every_probe(store: DemoStore, monkeypatch: pytest.MonkeyPatch,
+                                               mode: str) -> None:
+    monkeypatch.setattr(probe_worker, "MARKER", "Demo Outfitters")
+    result = await probe_worker.window(mode, store.url, None, n=12, conc=3, max_s=10,
+                                       profile=None)
+    assert (result["n"], result["errors"]) == (12, 0)
+    assert result["cpu_s"] > 0
+
+
+async def test_scale_step_records_lateness_of_every_run(store: DemoStore,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scale_worker, "MARKER", "Demo Outfitters")
+    result = await scale_worker.step(20, [store.url], interval=1.0, warmup=0.2, window=1.5)
+    assert result["checks"] == 20
+    assert result["started"] > 0 and result["finished"] > 0
+    assert 0 <= result["p50"] <= result["p99"] <= result["max"]
+    assert result["failed_checks"] == 0
+
+
+def test_scrape_worker_exposes_the_same_series_as_direct_client() -> None:
+    out = subprocess.run([sys.executable, "-m", "bench.scrape_worker", "5"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout)
+    assert result["checks"] == 10
+    assert result["series"] == result["direct_series"] > 10 * 7
+    assert result["scrape_plain_bytes"] == result["bytes"]
+    assert result["scrape_gzip_bytes"] == result["gzip_bytes"] < result["bytes"]
+
+
+def test_table_has_one_line_per_row() -> None:
+    text = table([Row("1", "cpu", spread([0.3, 0.1, 0.2]), "b", "1.00x", "<= 1.0x", "yes")])
+    assert text.splitlines()[2] == "| 1 | cpu | 0.200 (0.100-0.300) | b | 1.00x | <= 1.0x | yes |"
