@@ -31,12 +31,16 @@ class Phase:
 
 SCHEDULE: tuple[Phase, ...] = (
     Phase((), 12),
-    Phase(("down",), 20),
+    Phase(("down",), 20),          # L1 site_down; the other checks' failures are suppressed
     Phase((), 15),
-    Phase(("slow",), 15),
-    Phase((), 12),
-    Phase(("server_error",), 15),
-    Phase((), 12),
+    Phase(("checkout",), 20),      # L1 checkout_broken
+    Phase((), 15),
+    Phase(("catalog",), 20),       # L2 catalog_missing
+    Phase((), 15),
+    Phase(("search",), 20),        # L3 search_broken
+    Phase((), 15),
+    Phase(("skimmer",), 20),       # L1 security_breach
+    Phase((), 15),
 )
 
 

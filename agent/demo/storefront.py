@@ -359,6 +359,8 @@ class _Shop:
             await self._stall(self._hang_while_down(request))
         if "slow" in self.faults:
             await self._stall(asyncio.sleep(SLOW_DELAY_S))
+            if request.transport is None or request.transport.is_closing():
+                raise asyncio.CancelledError  # the client gave up waiting: nobody to answer
         if "server_error" in self.faults:
             return web.Response(
                 status=503, content_type="text/html", headers={"Retry-After": "30"},
