@@ -20,7 +20,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from agent.config.durations import format_duration
 from agent.config.secrets import scrub
 from agent.errors import PermanentSinkError, RetryableSinkError
 from classifier import Evidence, FindingKind, Level, Plan
@@ -201,9 +200,3 @@ class PeriodicResend(Protocol):
     resend_interval: float
 
 
-def resolution_text(incident: IncidentView) -> str:
-    """``Recovered at 2026-01-01 10:05:00 UTC after 5m (12 failing runs).``"""
-    at = incident.resolved_at or incident.last_seen
-    duration = max(0.0, (at - incident.opened_at).total_seconds())
-    return (f"Recovered at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC after "
-            f"{format_duration(round(duration))} ({incident.occurrences} failing runs).")

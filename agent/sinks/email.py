@@ -36,8 +36,8 @@ from agent.sinks.base import (
     SinkBuildContext,
     TicketEvent,
     TicketRef,
-    resolution_text,
 )
+from agent.sinks.render import resolution_text
 from agent.sinks.settings import SinkSettings, reveal
 
 log = logging.getLogger("agent.sinks")

@@ -24,9 +24,9 @@ from agent.sinks.base import (
     SinkBuildContext,
     TicketEvent,
     TicketRef,
-    resolution_text,
     retry_after_seconds,
 )
+from agent.sinks.render import resolution_text
 from agent.sinks.settings import HttpUrl, LevelKey, Secret, SinkSettings, reveal, with_defaults
 from agent.sinks.transport import TrackerClient, json_list, json_object
 from classifier import Level

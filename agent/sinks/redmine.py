@@ -20,8 +20,8 @@ from agent.sinks.base import (
     SinkBuildContext,
     TicketEvent,
     TicketRef,
-    resolution_text,
 )
+from agent.sinks.render import resolution_text
 from agent.sinks.settings import HttpUrl, LevelKey, Secret, SinkSettings, reveal, with_defaults
 from agent.sinks.transport import TrackerClient, json_object
 from classifier import Level

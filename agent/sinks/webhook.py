@@ -34,9 +34,9 @@ from agent.sinks.base import (
     SinkBuildContext,
     TicketEvent,
     TicketRef,
-    resolution_text,
     utc_now,
 )
+from agent.sinks.render import resolution_text
 from agent.sinks.settings import (
     DEFAULT_SEVERITIES,
     HttpUrl,

@@ -22,8 +22,8 @@ from agent.sinks.base import (
     SinkBuildContext,
     TicketEvent,
     TicketRef,
-    resolution_text,
 )
+from agent.sinks.render import resolution_text
 from agent.sinks.settings import (
     HttpUrl,
     LevelKey,

@@ -67,7 +67,8 @@ async def test_one_thread_per_incident(smtp: tuple[int, MailHandler, Authenticat
     text = [m.get_content().replace("\r\n", "\n") for m in (first, update, done)]
     assert text[0] == incident.body + "\n"
     assert text[1] == f"Escalated to L1\n\n{incident.body}\n"
-    assert text[2].startswith("Recovered at 2026-03-01 10:07:00 UTC after 7m (3 failing runs).")
+    assert text[2].startswith("Recovered at 2026-03-01T10:07:00Z after 7m "
+         "(opened 2026-03-01T10:00:00Z, 3 failing runs).")
 
 
 @pytest.mark.parametrize(("where", "reply", "error"), [

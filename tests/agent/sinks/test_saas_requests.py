@@ -72,7 +72,8 @@ async def test_jira_requests(jira: fakes.FakeJira, ctx: SinkBuildContext) -> Non
     assert body["transition"] == {"id": "31"}
     assert body["fields"] == {"resolution": {"name": "Done"}}
     text = body["update"]["comment"][0]["add"]["body"]["content"][0]["content"][0]["text"]
-    assert text == "Recovered at 2026-03-01 10:07:00 UTC after 7m (3 failing runs)."
+    assert text == ("Recovered at 2026-03-01T10:07:00Z after 7m "
+         "(opened 2026-03-01T10:00:00Z, 3 failing runs).")
 
 
 def test_adf_paragraphs_and_code_blocks() -> None:
@@ -173,7 +174,8 @@ async def test_zendesk_requests(ctx: SinkBuildContext) -> None:
         "comment": {"body": "still failing", "public": False}}})
     assert sent(solve) == ("PUT", "/api/v2/tickets/1", {"ticket": {
         "status": "solved", "comment": {
-            "body": "Recovered at 2026-03-01 10:07:00 UTC after 7m (3 failing runs).",
+            "body": ("Recovered at 2026-03-01T10:07:00Z after 7m "
+         "(opened 2026-03-01T10:00:00Z, 3 failing runs)."),
             "public": False}}})
 
 
