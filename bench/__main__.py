@@ -3,7 +3,8 @@
 Starts nginx (HTTP + HTTPS with an openssl-made certificate) and blackbox_exporter on
 127.0.0.1, runs goals 1-6 (see README "Performance"; goals 3 and 6 against the bundled demo
 store in its own process), and prints the markdown table and the machine description; ``--out
-FILE`` also writes them (with the hot-path profiles next to it). Installs the two Debian packages when missing and running as root.
+FILE`` also writes them (with the hot-path profiles next to it). Installs the two Debian
+packages when missing and running as root.
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ async def _bare(url: str, state_dir: str) -> tuple[Run, Callable[[], Awaitable[N
     spec = next(c for s in config.sites for c in s.checks if f"{s.name}/{c.name}" == CHECK)
     clients = HttpClients("storewatch-bench")
     client = clients.get()
-    limits = {"timeout": float(spec.timeout or config.defaults.timeout), "max_body_bytes": int(spec.max_body_bytes),
-              "max_redirects": spec.max_redirects}
+    limits = {"timeout": float(spec.timeout or config.defaults.timeout),
+              "max_body_bytes": int(spec.max_body_bytes), "max_redirects": spec.max_redirects}
     accept = {"Accept": "application/json, text/html;q=0.9, */*;q=0.8"}
     form = {**accept, "Content-Type": "application/x-www-form-urlencoded"}
     as_json = {**accept, "Content-Type": "application/json"}
@@ -77,7 +77,7 @@ async def _bare(url: str, state_dir: str) -> tuple[Run, Callable[[], Awaitable[N
     async def one() -> bool:
         jar = RunCookies()
         page = await fetch(client, url + "/product/demo-test-product", headers=accept,
-                           cookies=jar, **limits)  # type: ignore[arg-type]
+                           cookies=jar, **limits)
         if not isinstance(page, FetchResult):
             return False
         key = _FORM_KEY.search(page.body)
@@ -89,7 +89,7 @@ async def _bare(url: str, state_dir: str) -> tuple[Run, Callable[[], Awaitable[N
         ok = True
         for method, path, headers, content in exchanges:
             res = await fetch(client, url + path, method=method, headers=headers,
-                              content=content, cookies=jar, **limits)  # type: ignore[arg-type]
+                              content=content, cookies=jar, **limits)
             ok = ok and isinstance(res, FetchResult) and res.status == 200
         return ok
     return one, clients.aclose

@@ -10,8 +10,8 @@ chosen phase of that grid (spread evenly over the reps). Then ``opened_at`` of t
 
 Theoretical minimum (no agent overhead, zero-length runs): the first failing run starts at the
 next grid point after the fault, and the incident opens when the ``confirmations``-th failing run
-starts; with ``phase`` = fault time − start of the last run before the fault (0 ≤ phase <
-interval), minimum = interval × confirmations − phase. Overhead = measured − minimum.
+starts; with ``phase`` = fault time - start of the last run before the fault (0 ≤ phase <
+interval), minimum = interval x confirmations - phase. Overhead = measured - minimum.
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def run(reps: int, interval: float, workdir: Path,
                  f"`storewatch run`; {setup}",
             f"{median([r['ticket_s'] for r in results]):.3f} s (max "
             f"{max(r['ticket_s'] for r in results):.3f})",
-            f"theoretical minimum = interval x confirmations − phase (phase: fault time − start "
+            f"theoretical minimum = interval x confirmations - phase (phase: fault time - start "
             f"of the last run before it) {median(mins):.3f} s ({min(mins):.3f}-{max(mins):.3f})",
             f"+{median(over_ticket):.3f} s (max +{max(over_ticket):.3f})",
             "≤ minimum + 1 s", "yes" if max(over_ticket) <= 1.0 else "no"),
