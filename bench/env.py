@@ -256,3 +256,25 @@ def machine() -> str:
             f"{version('prometheus-client')}, APScheduler {version('apscheduler')}; nginx "
             f"{nginx_v} (1 worker, CPU 1), blackbox_exporter {bb_v} (GOMAXPROCS=1, CPU 0). "
             "Measured processes are pinned to CPU 0; targets and load drivers to CPU 1.")
+
+
+@dataclass(frozen=True)
+class DemoStoreProcess:
+    """The bundled demo store (``python -m agent demo-store``) running as a child process."""
+
+    url: str
+    pid: int
+
+
+@contextmanager
+def demo_store() -> Iterator[DemoStoreProcess]:
+    """Start the demo store on a free loopback port, pinned to the helper CPU."""
+    port = free_port()
+    proc = subprocess.Popen([*pin(HELPER_CPU), sys.executable, "-m", "agent", "demo-store",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_port(port, proc, "demo store")
+        yield DemoStoreProcess(f"http://127.0.0.1:{port}", proc.pid)
+    finally:
+        _stop(proc)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from agent.demo.storefront import DemoStore
-from bench import probe_worker, scale_worker
+from bench import checkout_worker, goal_detect, probe_worker, scale_worker
 from bench.stats import Row, spread, table
 from tests.conftest import ROOT
 
@@ -47,3 +49,23 @@ def test_scrape_worker_exposes_the_same_series_as_direct_client() -> None:
 def test_table_has_one_line_per_row() -> None:
     text = table([Row("1", "cpu", spread([0.3, 0.1, 0.2]), "b", "1.00x", "<= 1.0x", "yes")])
     assert text.splitlines()[2] == "| 1 | cpu | 0.200 (0.100-0.300) | b | 1.00x | <= 1.0x | yes |"
+
+
+@pytest.mark.parametrize(("mode", "faults", "failed"), [
+    ("agent", [], 0), ("bare", [], 0), ("agent", ["checkout"], 3), ("bare", ["server_error"], 3),
+], ids=["agent-healthy", "bare-healthy", "agent-checkout-fault", "bare-server-error"])
+async def test_checkout_window_times_every_run_and_counts_failures(
+        store: DemoStore, tmp_path: Path, mode: str, faults: list[str], failed: int) -> None:
+    store.set_faults(faults)
+    result = await checkout_worker.window(mode, store.url, 3, str(tmp_path))
+    assert (len(result["cpu_s"]), len(result["wall_s"]), result["errors"]) == (3, 3, failed)
+    assert all(c > 0 for c in result["cpu_s"])
+
+
+async def test_detection_rep_opens_no_earlier_than_the_confirmations_allow(
+        store: DemoStore, tmp_path: Path) -> None:
+    r = await asyncio.to_thread(goal_detect.one_rep, store.url, tmp_path / "rep", 0.5, 0.5)
+    assert 0 <= r["phase_s"] < 0.5
+    assert 0 < r["first_seen_s"] <= r["open_s"] <= r["ticket_s"]
+    assert r["open_s"] >= r["minimum_s"] - 0.05  # two failing runs, never one
+    assert not store.faults  # switched off again
