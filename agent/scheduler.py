@@ -132,9 +132,15 @@ class CheckScheduler:
         self._scheduler.start()
 
     async def shutdown(self, drain_s: float = 5.0) -> None:
-        """Stop scheduling; give in-flight runs ``drain_s`` to finish, then cancel them."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        """Stop scheduling; give in-flight runs ``drain_s`` to finish, then cancel them.
+
+        The scheduler is paused (no new runs) while in-flight runs drain, and shut down only
+        after: APScheduler's own shutdown cancels running jobs and logs each as an error.
+        """
+        running = self._scheduler.running
+        if running:
+            self._scheduler.pause()
+            await asyncio.sleep(0)  # runs submitted just now register themselves as in flight
         pending = {t for t in self._inflight if not t.done()}
         if pending:
             _, still = await asyncio.wait(pending, timeout=drain_s)
@@ -142,6 +148,8 @@ class CheckScheduler:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=1.0)
+        if running:
+            self._scheduler.shutdown(wait=False)
 
     async def _job(self, key: str) -> None:
         planned = self._planned.get(key)
