@@ -75,7 +75,8 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise RuntimeError(f"{what} did not open 127.0.0.1:{port}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc`` (kill it after 5 s) and reap it."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -166,7 +167,7 @@ http {{
         yield Target(f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{https_port}",
                      proc.pid, tuple(f"http://127.0.0.1:{p}" for p in scale_ports))
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ modules:
         _wait_port(port, proc, "blackbox_exporter")
         yield Blackbox(f"http://127.0.0.1:{port}", proc.pid)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -277,4 +278,4 @@ def demo_store() -> Iterator[DemoStoreProcess]:
         _wait_port(port, proc, "demo store")
         yield DemoStoreProcess(f"http://127.0.0.1:{port}", proc.pid)
     finally:
-        _stop(proc)
+        stop_process(proc)

@@ -132,12 +132,7 @@ def one_rep(store_url: str, workdir: Path, interval: float, fraction: float) -> 
         after = last_run(port) or grid
     finally:
         set_faults(store_url, [])
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        env.stop_process(proc)
     phase = (fault_on - grid) % interval
     minimum = interval * CONFIRMATIONS - phase
     return {"phase_s": phase, "minimum_s": minimum,

@@ -71,15 +71,6 @@ def _uss_mib(pid: int) -> float:
     return total / 1024
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _blackbox_at_rate(bb: env.Blackbox, url: str, per_s: float,
                       window_s: float) -> tuple[float, int]:
     """blackbox_exporter's CPU share while it is asked for ``per_s`` HTTPS probes a second."""
@@ -112,14 +103,14 @@ def run(target: env.Target, d: Path, window_s: float,
             runs = sum(float(line.rsplit(" ", 1)[1]) for line in resp.read().decode().splitlines()
                        if line.startswith("storewatch_probe_runs_total{"))
     finally:
-        _stop(agent)
+        env.stop_process(agent)
     bport = env.free_port()
     base, base_ready = _ready([*pin, sys.executable, "-c", BASELINE, str(bport)], bport, "/")
     try:
         time.sleep(1)
         base_rss, base_uss = env.proc_rss_mib(base.pid), _uss_mib(base.pid)
     finally:
-        _stop(base)
+        env.stop_process(base)
     bbdir = d / "bb-fresh"
     bbdir.mkdir()
     with env.blackbox(bbdir, tls) as bb:
