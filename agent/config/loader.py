@@ -32,6 +32,7 @@ import pydantic
 import yaml
 
 from agent.config.secrets import read_credential, register_secret, scrub
+from agent.config.tagged import TaggedModels
 from agent.errors import ConfigError
 
 __all__ = ["ValueErrorAt", "describe_kind", "load_config", "load_config_text"]
@@ -111,8 +112,9 @@ class _DuplicateKeyError(Exception):
         self.path = path
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that records the line of every key, value and item and rejects duplicates."""
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's when present: ~6x faster) that records the line of every key,
+    value and item and rejects duplicates."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -408,6 +410,9 @@ def _alternatives(annotation: Any) -> list[Any]:
     alias_type = getattr(typing, "TypeAliasType", None)  # PEP 695 ``type X = ...`` (3.12+)
     while True:
         if typing.get_origin(annotation) is typing.Annotated:
+            tagged = [m for m in annotation.__metadata__ if isinstance(m, TaggedModels)]
+            if tagged:
+                return tagged  # resolved against the data by _narrow
             annotation = typing.get_args(annotation)[0]
         elif alias_type is not None and isinstance(annotation, alias_type):
             annotation = annotation.__value__
@@ -426,6 +431,8 @@ def _alternatives(annotation: Any) -> list[Any]:
 
 def _narrow(candidates: list[Any], data: Any) -> list[Any]:
     """Keep the union members that *data* can be; models are told apart by Literal fields."""
+    resolved = [c.model_for(data) if isinstance(c, TaggedModels) else c for c in candidates]
+    candidates = [c for c in resolved if c is not None]
     models = [c for c in candidates if _is_model(c)]
     if len(models) < 2 or not isinstance(data, dict):
         return candidates

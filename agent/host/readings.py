@@ -18,8 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 from agent.config.schema import NETWORK_FS_TYPES, HostFilesystems, ServiceGroup
 
 _SKIPPED_DISKS = re.compile(r"(loop|ram|zram|fd|sr)\d+")
@@ -159,6 +157,7 @@ class _Box:
 
 def measured_mounts(settings: HostFilesystems) -> list[tuple[str, str]]:
     """``(mountpoint, fstype)`` of the real mounts to measure, per ``settings``."""
+    import psutil  # only an agent with a host: section loads it
     every = bool(settings.mountpoints) or settings.include_network
     return select_mounts([(p.device, p.mountpoint, p.fstype)
                           for p in psutil.disk_partitions(all=every)], settings)
@@ -193,23 +192,27 @@ def _statvfs(mountpoint: str, fstype: str) -> FilesystemUsage:
 
 
 def _cpu() -> tuple[int, dict[str, float]]:
+    import psutil  # only an agent with a host: section loads it
     times = psutil.cpu_times()
     return psutil.cpu_count() or 1, {k: float(v) for k, v in times._asdict().items()
                                      if k not in ("guest", "guest_nice")}
 
 
 def _memory() -> tuple[float, float, float, float, dict[str, float]]:
+    import psutil  # only an agent with a host: section loads it
     vm, sw = psutil.virtual_memory(), psutil.swap_memory()
     return (float(vm.total), float(vm.available), float(sw.total), float(sw.used),
             {"in": float(sw.sin), "out": float(sw.sout)})
 
 
 def _network() -> dict[str, tuple[float, float]]:
+    import psutil  # only an agent with a host: section loads it
     return {nic: (float(c.bytes_recv), float(c.bytes_sent))
             for nic, c in psutil.net_io_counters(pernic=True).items() if nic != "lo"}
 
 
 def _disks() -> dict[str, tuple[float, float]]:
+    import psutil  # only an agent with a host: section loads it
     return {disk: (float(c.read_bytes), float(c.write_bytes))
             for disk, c in (psutil.disk_io_counters(perdisk=True) or {}).items()
             if not _SKIPPED_DISKS.fullmatch(disk)}
@@ -232,6 +235,7 @@ def match_services(groups: Sequence[ServiceGroup],
 
 def process_table() -> list[tuple[str, str, float, float]]:
     """``(name, cmdline, cpu_seconds, rss_bytes)`` of every visible process except this one."""
+    import psutil  # only an agent with a host: section loads it
     rows = []
     me = os.getpid()
     for proc in psutil.process_iter(["name", "cmdline", "cpu_times", "memory_info"]):

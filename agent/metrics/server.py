@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import selectors
 import socket
 import ssl
 import sys
@@ -32,12 +33,25 @@ class _Server(ThreadingHTTPServer):
     health: Callable[[], dict[str, Any]]
     tls: ssl.SSLContext | None = None
     auth: BasicAuth | None = None
+    timeout = 0.0  # handle_request() only ever runs on a ready socket
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, addr = super().get_request()
         if self.tls is not None:  # handshake later, in the connection's own thread
             sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         return sock, addr
+
+    def serve_until_woken(self, wake: socket.socket) -> None:
+        """Handle requests until a byte arrives on ``wake``, sleeping in ``select`` between
+        them (``serve_forever`` polls twice a second: a wake-up an idle agent does not need)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            while True:
+                for key, _ in selector.select():
+                    if key.fileobj is wake:
+                        return
+                    self.handle_request()  # ready: returns at once (timeout 0)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client's TLS or protocol error is its problem: one debug line, no traceback.
@@ -124,8 +138,9 @@ class MetricsServer:
         self._server.tls = tls
         if web is not None and web.basic_auth_users:
             self._server.auth = BasicAuth(web.basic_auth_users)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="metrics-http", daemon=True)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._server.serve_until_woken,
+                                        args=(self._wake_r,), name="metrics-http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -148,5 +163,9 @@ class MetricsServer:
 
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        self._server.shutdown()
+        if self._thread.is_alive():
+            self._wake_w.send(b"x")
+            self._thread.join(timeout=5.0)
         self._server.server_close()
+        self._wake_r.close()
+        self._wake_w.close()

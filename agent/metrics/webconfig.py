@@ -21,7 +21,6 @@ import threading
 from pathlib import Path
 from typing import Annotated
 
-import bcrypt
 from pydantic import AfterValidator, Field
 
 from agent.config.loader import load_config
@@ -29,7 +28,6 @@ from agent.config.schema import StrictModel
 from agent.errors import ConfigError
 
 _BCRYPT_RE = re.compile(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}")
-_DUMMY_HASH = bcrypt.hashpw(b"storewatch-no-such-user", bcrypt.gensalt(rounds=4))
 _CACHE_LIMIT = 256
 
 
@@ -84,6 +82,10 @@ class BasicAuth:
     checks are cached by a SHA-256 of the credentials, as bcrypt costs ~100 ms a check)."""
 
     def __init__(self, users: dict[str, str]) -> None:
+        import bcrypt  # imported only by an agent whose web config has users
+
+        self._checkpw = bcrypt.checkpw
+        self._dummy_hash = bcrypt.hashpw(b"storewatch-no-such-user", bcrypt.gensalt(rounds=4))
         self._users = {name: hashed.encode() for name, hashed in users.items()}
         self._ok: set[bytes] = set()
         self._lock = threading.Lock()
@@ -106,7 +108,7 @@ class BasicAuth:
         hashed = self._users.get(user)
         # Unknown users cost a bcrypt check too, so timing does not tell which users exist.
         try:
-            ok = bcrypt.checkpw(password.encode(), hashed or _DUMMY_HASH) and hashed is not None
+            ok = self._checkpw(password.encode(), hashed or self._dummy_hash) and hashed is not None
         except ValueError:  # bcrypt refuses passwords over 72 bytes: none of ours is
             ok = False
         if ok:

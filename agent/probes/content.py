@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
-
-from selectolax.lexbor import LexborHTMLParser
+from typing import TYPE_CHECKING, Any
 
 from agent.config.schema import Counter, parse_json_path
 from agent.httpclient import FetchResult
 from agent.probes.html import parse_html
+
+if TYPE_CHECKING:  # selectolax is imported by parse_html, when a page is parsed
+    from selectolax.lexbor import LexborHTMLParser
 
 ERROR_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Magento", re.compile(r"There has been an error processing your request|"

@@ -166,3 +166,7 @@ def build(config: AlertmanagerConfig, ctx: SinkBuildContext, clock: Clock = utc_
     clients = [TrackerClient(ctx.http, url, sink=ctx.name, timeout=config.timeout,
                              headers=headers) for url in config.urls]
     return AlertmanagerSink(ctx.name, config, clients, clock)
+
+
+CONFIG = AlertmanagerConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

@@ -226,3 +226,7 @@ def build(config: EmailConfig, ctx: SinkBuildContext) -> EmailSink:
     """The e-mail sink for ``config``."""
     password = reveal(config.password) if config.password is not None else None
     return EmailSink(ctx.name, config, ctx.state_dir / "sinks" / ctx.name, password)
+
+
+CONFIG = EmailConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

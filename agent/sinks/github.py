@@ -149,3 +149,7 @@ def build(config: GitHubConfig, ctx: SinkBuildContext) -> GitHubSink:
         "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
         "User-Agent": ctx.user_agent})
     return GitHubSink(ctx.name, config, http)
+
+
+CONFIG = GitHubConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

@@ -197,3 +197,7 @@ def build(config: JiraConfig, ctx: SinkBuildContext) -> JiraSink:
         "Authorization": auth, "Accept": "application/json",
         "User-Agent": ctx.user_agent})
     return JiraSink(ctx.name, config, http)
+
+
+CONFIG = JiraConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

@@ -135,3 +135,7 @@ def build(config: PagerDutyConfig, ctx: SinkBuildContext) -> PagerDutySink:
     http = PagerDutyClient(ctx.http, config.url, sink=ctx.name, timeout=config.timeout,
                            headers={"User-Agent": ctx.user_agent})
     return PagerDutySink(ctx.name, config, http, reveal(config.routing_key))
+
+
+CONFIG = PagerDutyConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

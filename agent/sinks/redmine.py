@@ -120,3 +120,7 @@ def build(config: RedmineConfig, ctx: SinkBuildContext) -> RedmineSink:
         "X-Redmine-API-Key": reveal(config.api_key), "Accept": "application/json",
         "User-Agent": ctx.user_agent})
     return RedmineSink(ctx.name, config, http)
+
+
+CONFIG = RedmineConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

@@ -74,6 +74,10 @@ class SqliteSink:
                                      ticket_id))
 
 
-def build_sqlite(config: SqliteSinkConfig, context: SinkBuildContext) -> SqliteSink:
+def build(config: SqliteSinkConfig, context: SinkBuildContext) -> SqliteSink:
     """Factory registered as ``sqlite``."""
     return SqliteSink(context.name, context)
+
+
+CONFIG = SqliteSinkConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

@@ -174,3 +174,7 @@ def build(config: WebhookConfig, ctx: SinkBuildContext, clock: Clock = utc_now) 
                          headers={"User-Agent": ctx.user_agent})
     return WebhookSink(ctx.name, config, http, signing_key(secret), clock)
 
+
+
+CONFIG = WebhookConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

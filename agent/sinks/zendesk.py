@@ -135,3 +135,7 @@ def build(config: ZendeskConfig, ctx: SinkBuildContext) -> ZendeskSink:
     http = TrackerClient(ctx.http, config.url, sink=ctx.name, timeout=config.timeout, headers={
         "Authorization": auth, "Accept": "application/json", "User-Agent": ctx.user_agent})
     return ZendeskSink(ctx.name, config, http)
+
+
+CONFIG = ZendeskConfig
+"""This sink's config model (see ``agent.sinks.SINKS``)."""

@@ -385,8 +385,8 @@ ERRORS = [
           - name: a
            url: b
         """,
-        "cfg.yaml:3: invalid YAML: while parsing a block collection, expected <block end>, "
-        "but found '<block mapping start>'",
+        "cfg.yaml:3: invalid YAML: while parsing a block collection, did not find expected "
+        "'-' indicator",
         id="yaml-bad-indent",
     ),
     pytest.param(
@@ -394,8 +394,8 @@ ERRORS = [
         sites: [a, b
         note: x
         """,
-        "cfg.yaml:2: invalid YAML: while parsing a flow sequence, expected ',' or ']', "
-        "but got ':'",
+        "cfg.yaml:2: invalid YAML: while parsing a flow sequence, did not find expected ',' "
+        "or ']'",
         id="yaml-unclosed-flow",
     ),
     pytest.param(

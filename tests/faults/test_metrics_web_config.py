@@ -98,8 +98,7 @@ BAD_WEB_CONFIGS = [
      "web.yml:2: basic_auth_users.prometheus: not a bcrypt hash ($2b$...); make one with: "
      "htpasswd -nBC 12 USER"),
     ("yaml-syntax", "basic_auth_users: [\n",
-     "web.yml:2: invalid YAML: while parsing a flow node, expected the node content, but "
-     "found '<stream end>'"),
+     "web.yml:2: invalid YAML: while parsing a flow node, did not find expected node content"),
     ("missing-key-file", "tls_server_config:\n  cert_file: /a\n",
      "web.yml:1: tls_server_config: required key 'key_file' is missing"),
     ("cert-not-found", "tls_server_config:\n  cert_file: /nonexistent.crt\n"

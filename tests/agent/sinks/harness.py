@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from agent.sinks import SINKS
+from agent.sinks import sink_factory, sink_model
 from agent.sinks.base import SinkBuildContext, TicketSink
 from tests.agent.sinks import fakes
 from tests.agent.sinks.incidents import OPENED
@@ -81,7 +81,7 @@ def config(name: str, url: str, **extra: Any) -> dict[str, Any]:
 
 def build_sink(name: str, cfg: dict[str, Any], ctx: SinkBuildContext, **kw: Any) -> TicketSink:
     """Validate ``cfg`` with the registered model and build the sink."""
-    model, factory = SINKS[name]
+    model, factory = sink_model(name), sink_factory(name)
     return factory(model.model_validate(cfg), ctx, **kw)  # type: ignore[call-arg]
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from agent.config.loader import load_config_text
 from agent.config.secrets import registered_secrets, scrub
 from agent.errors import ConfigError
-from agent.sinks import SINKS
+from agent.sinks import SINKS, sink_model
 from classifier import Level
 
 JIRA = """\
@@ -25,7 +25,7 @@ JIRA = """\
 
 def load(text: str, env: dict[str, str] | None = None) -> BaseModel:
     text = textwrap.dedent(text)
-    model = SINKS[text.split("\n", 1)[0].split(":", 1)[1].strip()][0]
+    model = sink_model(text.split("\n", 1)[0].split(":", 1)[1].strip())
     return load_config_text(text, model, filename="sinks.yaml", env=env or {})
 
 
@@ -97,6 +97,6 @@ def test_invalid_sink_config_is_one_line_naming_the_field(
 
 @pytest.mark.parametrize("name", sorted(SINKS))
 def test_models_are_strict_and_frozen(name: str) -> None:
-    model = SINKS[name][0]
+    model = sink_model(name)
     assert model.model_config.get("extra") == "forbid"
     assert model.model_config.get("frozen") is True

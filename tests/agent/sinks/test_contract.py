@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from agent.errors import PermanentSinkError, RetryableSinkError, SinkError
-from agent.sinks import SINKS
+from agent.sinks import SINKS, sink_factory, sink_model
 from agent.sinks.base import EventKind, TicketSink
 from tests.agent.sinks.harness import ALL_SINKS, HTTP_SINKS, SEARCHABLE, Fail, harness
 from tests.agent.sinks.incidents import event, make_incident, resolved
@@ -19,7 +19,7 @@ from tests.conftest import TLSMaterial
 def test_registry_covers_every_sink_and_each_satisfies_the_protocol() -> None:
     assert set(ALL_SINKS) <= set(SINKS)
     for name in ALL_SINKS:
-        model, factory = SINKS[name]
+        model, factory = sink_model(name), sink_factory(name)
         assert model.model_fields["type"].annotation.__args__ == (name,)  # type: ignore[union-attr]
         assert callable(factory)
 
