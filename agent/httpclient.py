@@ -154,13 +154,22 @@ class HttpClients:
     def __init__(self, user_agent: str) -> None:
         self._user_agent = user_agent
         self._clients: dict[tuple[bool, str | None], httpx.AsyncClient] = {}
+        self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+
+    def ssl_context(self, *, verify: bool = True, ca_file: Path | None = None) -> ssl.SSLContext:
+        """The SSL context of a TLS setting, built on first use and shared afterwards."""
+        key = (verify, str(ca_file) if ca_file else None)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = _ssl_context(verify, ca_file)
+        return context
 
     def get(self, *, verify: bool = True, ca_file: Path | None = None) -> httpx.AsyncClient:
         """The client for a TLS setting, built on first use and shared afterwards."""
         key = (verify, str(ca_file) if ca_file else None)
         client = self._clients.get(key)
         if client is None:
-            context = _ssl_context(verify, ca_file)
+            context = self.ssl_context(verify=verify, ca_file=ca_file)
             client = _ProbeClient(
                 verify=context,
                 follow_redirects=False,

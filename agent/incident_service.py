@@ -50,8 +50,8 @@ class IncidentService:
         self.health = health or StateHealth()
         self.guard = ConnectivityGuard(clients, config.incidents.reference_targets,
                                        timeout=min(5.0, config.defaults.timeout))
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=False,
-                                       headers={"User-Agent": config.agent.user_agent})
+        self._clients = clients
+        self._http: httpx.AsyncClient | None = None
         self._queue: asyncio.Queue[Observation] = asyncio.Queue()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,10 +109,21 @@ class IncidentService:
     def _build_sinks(self, config: Config) -> dict[str, TicketSink]:
         sinks: dict[str, TicketSink] = {}
         for name, sink_config in config.ticket_sinks().items():
-            ctx = SinkBuildContext(name, self._http, config.agent.state_dir,
+            ctx = SinkBuildContext(name, self._sink_http, config.agent.state_dir,
                                    config.agent.user_agent)
             sinks[name] = build_sink(sink_config, ctx)
         return sinks
+
+    def _sink_http(self) -> httpx.AsyncClient:
+        """The client tracker sinks share, made when the first sink asks for it (an agent with
+        only the sqlite or email sink never builds an HTTP pool); it verifies TLS with the
+        probes' shared SSL context (one trust store per agent)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(30.0), follow_redirects=False,
+                verify=self._clients.ssl_context(),
+                headers={"User-Agent": self.config.agent.user_agent})
+        return self._http
 
     def _site_info(self, site: str) -> SiteInfo:
         s = self.config.site(site)
@@ -197,7 +208,8 @@ class IncidentService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._outbox is not None:
             _close(self._outbox.sinks.values())
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
         if self._store is not None:
             self._store.close()
 

@@ -25,7 +25,7 @@ _SERVE = textwrap.dedent("""
 
 ON_DEMAND = ("agent.sinks.webhook", "agent.sinks.email", "agent.sinks.jira", "agent.sinks.redmine",
              "agent.sinks.zendesk", "agent.sinks.github", "agent.sinks.pagerduty",
-             "agent.sinks.alertmanager", "smtplib", "psutil", "bcrypt", "selectolax")
+             "agent.sinks.alertmanager", "smtplib", "httpcore", "psutil", "bcrypt", "selectolax")
 
 
 def _loaded(config: Path) -> set[str]:
@@ -62,11 +62,12 @@ async def test_availability_agent_with_the_default_sink_loads_nothing_on_demand(
                  " count: {css: li.product-card}}\n", "", {"selectolax"},
                  id="html-check-loads-selectolax"),
     pytest.param("- {name: home, type: availability}\n",
-                 "host: {site: demo, interval: 1s, reading_timeout: 500ms}\n", {"psutil"}, id="host-section-loads-psutil"),
+                 "host: {site: demo, interval: 1s, reading_timeout: 500ms}\n", {"psutil"},
+                 id="host-section-loads-psutil"),
     pytest.param("- {name: home, type: availability}\n",
                  "sinks:\n  hook: {type: webhook, url: 'http://127.0.0.1:9/hook', "
                  "secret: 'c2VjcmV0LXNlY3JldC1zZWNyZXQ='}\n",
-                 {"agent.sinks.webhook"}, id="webhook-sink-loads-its-adapter-only"),
+                 {"agent.sinks.webhook", "httpcore"}, id="webhook-sink-loads-its-adapter-only"),
 ])
 async def test_what_a_config_uses_is_loaded(store: DemoStore, tmp_path: Path,
                                             write_config: Callable[[str], Path], checks: str,

@@ -112,10 +112,16 @@ class SinkBuildContext:
 
     name: str
     """The sink's name in the config (``sinks: {<name>: {...}}``); becomes ``TicketSink.name``."""
-    http: httpx.AsyncClient
-    """Shared client for tracker APIs (keep-alive, its own TLS verification, no cookies)."""
+    http_factory: Callable[[], httpx.AsyncClient]
+    """Returns the client tracker APIs share (made on first call: sinks that never call it,
+    sqlite and email, cost the agent no HTTP pool)."""
     state_dir: Path
     user_agent: str
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The shared client for tracker APIs (keep-alive, TLS verified, no cookies)."""
+        return self.http_factory()
 
 
 @runtime_checkable

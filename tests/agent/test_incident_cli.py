@@ -27,7 +27,7 @@ async def state(tmp_path: Path) -> Path:
     h.run("home", K.SITE_DOWN)
     h.run("search", K.SEARCH_BROKEN)
     async with httpx.AsyncClient() as http:
-        sink = SqliteSink("sqlite", SinkBuildContext("sqlite", http, tmp_path, "test"))
+        sink = SqliteSink("sqlite", SinkBuildContext("sqlite", lambda: http, tmp_path, "test"))
         await Outbox(h.store, {"sqlite": sink}, lambda s: SiteInfo()).deliver_due()
         sink.close()
     h.store.close()

@@ -72,7 +72,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 async def sqlite_sink(tmp_path: Path) -> AsyncIterator[SqliteSink]:
     async with httpx.AsyncClient() as http:
-        sink = SqliteSink("sqlite", SinkBuildContext("sqlite", http, tmp_path, "test"))
+        sink = SqliteSink("sqlite", SinkBuildContext("sqlite", lambda: http, tmp_path, "test"))
         yield sink
         sink.close()
 

@@ -93,7 +93,7 @@ def _basic(user: str) -> str:
 async def harness(name: str, http: httpx.AsyncClient, state_dir: Path,
                   tls: TLSMaterial | None = None) -> AsyncIterator[Harness]:
     """Sink ``name`` wired to its tracker."""
-    ctx = SinkBuildContext(name=f"{name}-main", http=http, state_dir=state_dir,
+    ctx = SinkBuildContext(name=f"{name}-main", http_factory=lambda: http, state_dir=state_dir,
                            user_agent="storewatch-test")
     async with AsyncExitStack() as stack:
         if name == "webhook":

@@ -22,7 +22,8 @@ from tests.conftest import TLSMaterial
 
 @pytest.fixture
 def ctx(http: httpx.AsyncClient, tmp_path: Path) -> SinkBuildContext:
-    return SinkBuildContext(name="mail", http=http, state_dir=tmp_path, user_agent="sw/1")
+    return SinkBuildContext(name="mail", http_factory=lambda: http, state_dir=tmp_path,
+                            user_agent="sw/1")
 
 
 @pytest.fixture

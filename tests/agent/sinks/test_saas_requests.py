@@ -31,7 +31,8 @@ def sent(request: httpx.Request) -> tuple[str, str, Any]:
 
 @pytest.fixture
 def ctx(http: httpx.AsyncClient, tmp_path: Path) -> SinkBuildContext:
-    return SinkBuildContext(name="tickets", http=http, state_dir=tmp_path, user_agent="sw/1")
+    return SinkBuildContext(name="tickets", http_factory=lambda: http, state_dir=tmp_path,
+                            user_agent="sw/1")
 
 
 @pytest.fixture

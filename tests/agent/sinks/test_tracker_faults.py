@@ -164,7 +164,8 @@ async def test_every_incident_gets_exactly_the_tickets_the_fault_allows(
         sink: str, fault: str, http: httpx.AsyncClient, tmp_path: Path,
         engine_factory: list[Engine]) -> None:
     name = f"{sink}-main"
-    ctx = SinkBuildContext(name=name, http=http, state_dir=tmp_path, user_agent="storewatch-test")
+    ctx = SinkBuildContext(name=name, http_factory=lambda: http, state_dir=tmp_path,
+                           user_agent="storewatch-test")
     engine = Engine(tmp_path, name, config(sink, "https://tracker.example"))
     engine_factory.append(engine)
     delivery = Delivery(engine.store, name)

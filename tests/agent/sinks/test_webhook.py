@@ -19,7 +19,8 @@ from tests.agent.sinks.receivers import Reply, webhook_receiver
 
 @pytest.fixture
 def ctx(http: httpx.AsyncClient, tmp_path: Path) -> SinkBuildContext:
-    return SinkBuildContext(name="hook", http=http, state_dir=tmp_path, user_agent="sw/1")
+    return SinkBuildContext(name="hook", http_factory=lambda: http, state_dir=tmp_path,
+                            user_agent="sw/1")
 
 
 async def test_events_are_signed_and_carry_the_documented_fields(ctx: SinkBuildContext) -> None:
