@@ -94,13 +94,32 @@ def start_offset(key: str, interval: float) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * interval
 
 
+class _DirectTimerScheduler(AsyncIOScheduler):  # type: ignore[misc]  # untyped library
+    """AsyncIOScheduler whose own timer processes the due jobs in place.
+
+    The stock timer calls ``wakeup``, which is thread-safe and therefore re-posts itself with
+    ``call_soon_threadsafe`` (a self-pipe write, one more loop turn and a read) although the
+    timer already runs on the loop: a cost paid on every fired job. ``wakeup`` from other code
+    (adding, changing or resuming jobs) keeps the stock path.
+    """
+
+    def _start_timer(self, wait_seconds: float | None) -> None:
+        self._stop_timer()
+        if wait_seconds is not None:
+            self._timeout = self._eventloop.call_later(wait_seconds, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._stop_timer()
+        self._start_timer(self._process_jobs())
+
+
 class CheckScheduler:
     """APScheduler wrapper: one interval job per configured check."""
 
     def __init__(self, runner: CheckRunner, *, spread_first_runs: bool = True) -> None:
         self.runner = runner
         self._spread = spread_first_runs
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
+        self._scheduler = _DirectTimerScheduler(timezone=UTC)
         self._scheduler.add_listener(self._on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_MAX_INSTANCES)
         self._planned: dict[str, PlannedCheck] = {}
         self._due: dict[str, float] = {}
