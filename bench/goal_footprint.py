@@ -1,7 +1,8 @@
 """Goal 4: the idle agent (20 sites x 6 checks every 60 s) against a bare Python process.
 
 The agent is the real CLI (``python -m agent run``) on CPU 0, probing the nginx target over
-HTTPS (shops are HTTPS; the site's CA file holds one CA, as the OS store loads one). Ready =
+HTTPS (shops are HTTPS; the site's CA file holds one CA, as the OS store loads one); a second
+agent probes the same target over plain HTTP, to show what the TLS handshakes cost. Ready =
 spawn to the first ``/healthz`` answer. The baseline is a bare Python process that imports what
 perf-anchors.md's idle-agent baseline imports (httpx, prometheus_client, apscheduler, psutil,
 yaml) and then listens; blackbox_exporter's fresh RSS is given for reference.
@@ -71,10 +72,10 @@ def _uss_mib(pid: int) -> float:
     return total / 1024
 
 
-def _blackbox_at_rate(bb: env.Blackbox, url: str, per_s: float,
+def _blackbox_at_rate(bb: env.Blackbox, module: str, url: str, per_s: float,
                       window_s: float) -> tuple[float, int]:
-    """blackbox_exporter's CPU share while it is asked for ``per_s`` HTTPS probes a second."""
-    probe = f"{bb.url}/probe?module=https_2xx&target={urllib.parse.quote(url + '/')}"
+    """blackbox_exporter's CPU share while it is asked for ``per_s`` probes a second."""
+    probe = f"{bb.url}/probe?module={module}&target={urllib.parse.quote(url + '/')}"
     gap = 1 / max(per_s, 0.1)
     cpu0, t0 = env.proc_cpu_s(bb.pid), time.perf_counter()
     done = 0
@@ -86,26 +87,36 @@ def _blackbox_at_rate(bb: env.Blackbox, url: str, per_s: float,
     return (env.proc_cpu_s(bb.pid) - cpu0) / (time.perf_counter() - t0), done
 
 
-def run(target: env.Target, d: Path, window_s: float,
-        tls: env.TLS) -> tuple[list[Row], dict[str, float]]:
-    """Measure the agent and the baselines; ``window_s`` of idle CPU after a 5 s settle."""
-    pin = env.pin(env.MEASURED_CPU)
+def _idle_agent(d: Path, url: str, ca: Path, window_s: float) -> dict[str, float]:
+    """One idle agent probing ``url``: RSS/USS, CPU share over ``window_s`` after a 5 s
+    settle, spawn-to-ready time and the probe runs done by the end."""
     port = env.free_port()
-    agent, agent_ready = _ready([*pin, sys.executable, "-m", "agent", "run", "-c",
-                                 str(_config(d, target.https_url, port, tls.ca))], port, "/healthz")
+    agent, ready = _ready([*env.pin(env.MEASURED_CPU), sys.executable, "-m", "agent", "run",
+                           "-c", str(_config(d, url, port, ca))], port, "/healthz")
     try:
         time.sleep(5)
         cpu0, t0 = env.proc_cpu_s(agent.pid), time.perf_counter()
         time.sleep(window_s)
-        cpu_share = (env.proc_cpu_s(agent.pid) - cpu0) / (time.perf_counter() - t0)
-        agent_rss, agent_uss = env.proc_rss_mib(agent.pid), _uss_mib(agent.pid)
+        share = (env.proc_cpu_s(agent.pid) - cpu0) / (time.perf_counter() - t0)
+        rss, uss = env.proc_rss_mib(agent.pid), _uss_mib(agent.pid)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             runs = sum(float(line.rsplit(" ", 1)[1]) for line in resp.read().decode().splitlines()
                        if line.startswith("storewatch_probe_runs_total{"))
     finally:
         env.stop_process(agent)
+    return {"rss": rss, "uss": uss, "cpu_share": share, "ready_s": ready, "runs": runs}
+
+
+def run(target: env.Target, d: Path, window_s: float,
+        tls: env.TLS) -> tuple[list[Row], dict[str, float]]:
+    """Measure the agent (HTTPS, then plain HTTP targets) and the baselines."""
+    (d / "https").mkdir(exist_ok=True)
+    (d / "http").mkdir(exist_ok=True)
+    tls_agent = _idle_agent(d / "https", target.https_url, tls.ca, window_s)
+    http_agent = _idle_agent(d / "http", target.http_url, tls.ca, window_s)
     bport = env.free_port()
-    base, base_ready = _ready([*pin, sys.executable, "-c", BASELINE, str(bport)], bport, "/")
+    base, base_ready = _ready([*env.pin(env.MEASURED_CPU), sys.executable, "-c", BASELINE,
+                               str(bport)], bport, "/")
     try:
         time.sleep(1)
         base_rss, base_uss = env.proc_rss_mib(base.pid), _uss_mib(base.pid)
@@ -116,25 +127,39 @@ def run(target: env.Target, d: Path, window_s: float,
     with env.blackbox(bbdir, tls) as bb:
         time.sleep(0.5)
         bb_rss = env.proc_rss_mib(bb.pid)
-        bb_share, bb_probes = _blackbox_at_rate(bb, target.https_url, runs / (window_s + 5),
-                                                window_s)
+        tls_rate = tls_agent["runs"] / (window_s + 5)
+        http_rate = http_agent["runs"] / (window_s + 5)
+        bb_tls, bb_tls_n = _blackbox_at_rate(bb, "https_2xx", target.https_url, tls_rate,
+                                             window_s)
+        bb_http, bb_http_n = _blackbox_at_rate(bb, "http_2xx", target.http_url, http_rate,
+                                               window_s)
         bb_after = env.proc_rss_mib(bb.pid)
-    figures = {"agent_rss": agent_rss, "agent_uss": agent_uss, "cpu_share": cpu_share,
-               "agent_ready_s": agent_ready, "base_rss": base_rss, "base_uss": base_uss,
-               "base_ready_s": base_ready, "blackbox_rss": bb_rss, "runs": runs,
-               "blackbox_share": bb_share, "blackbox_rss_after": bb_after}
+    agent_rss, agent_uss = tls_agent["rss"], tls_agent["uss"]
+    figures = {"agent_rss": agent_rss, "agent_uss": agent_uss,
+               "cpu_share": tls_agent["cpu_share"], "http_cpu_share": http_agent["cpu_share"],
+               "agent_ready_s": tls_agent["ready_s"], "base_rss": base_rss,
+               "base_uss": base_uss, "base_ready_s": base_ready, "blackbox_rss": bb_rss,
+               "runs": tls_agent["runs"], "http_runs": http_agent["runs"],
+               "blackbox_share": bb_tls, "blackbox_http_share": bb_http,
+               "blackbox_rss_after": bb_after}
+
+    def cpu_row(what: str, share: float, rate: float, bb_share: float, bb_n: int) -> Row:
+        return Row("4", f"idle agent CPU share ({window_s:.0f} s window, {rate:.1f} {what} "
+                        "probes/s)", f"{share * 100:.2f} %",
+                   f"blackbox at the same probe rate {bb_share * 100:.2f} % ({bb_n} probes)",
+                   f"{share / bb_share:.1f}x" if bb_share else "-", "≤ 0.5 %",
+                   "yes" if share <= 0.005 else "no")
+
+    agent_ready = tls_agent["ready_s"]
     rows = [
         Row("4", f"idle agent RSS, {SITES} sites x {CHECKS} checks @ {INTERVAL}s (USS)",
             f"{agent_rss:.1f} MiB ({agent_uss:.1f})",
             f"bare Python + same-era imports {base_rss:.1f} MiB ({base_uss:.1f}); "
-            f"blackbox fresh {bb_rss:.1f}", f"{agent_rss / base_rss:.2f}x",
-            "≤ 45 MB", "yes" if agent_rss * 1.048576 <= 45 else "no"),
-        Row("4", f"idle agent CPU share ({window_s:.0f} s window, "
-                 f"{runs / (window_s + 5):.1f} HTTPS probes/s)",
-            f"{cpu_share * 100:.2f} %",
-            f"blackbox at the same probe rate {bb_share * 100:.2f} % ({bb_probes} probes; RSS "
-            f"after {bb_after:.1f} MiB)", f"{cpu_share / bb_share:.1f}x" if bb_share else "-",
-            "≤ 0.5 %", "yes" if cpu_share <= 0.005 else "no"),
+            f"blackbox fresh {bb_rss:.1f}, after the probes {bb_after:.1f}",
+            f"{agent_rss / base_rss:.2f}x", "≤ 45 MB",
+            "yes" if agent_rss * 1.048576 <= 45 else "no"),
+        cpu_row("HTTPS", tls_agent["cpu_share"], tls_rate, bb_tls, bb_tls_n),
+        cpu_row("plain HTTP", http_agent["cpu_share"], http_rate, bb_http, bb_http_n),
         Row("4", "spawn → ready (/healthz answers)", f"{agent_ready * 1000:.0f} ms",
             f"bare Python + imports {base_ready * 1000:.0f} ms",
             f"{agent_ready / base_ready:.2f}x", "report", ""),
