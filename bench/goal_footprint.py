@@ -43,9 +43,9 @@ def _config(d: Path, url: str, port: int, ca: Path) -> Path:
             path = "/" if k == 0 else f"/?page={k}"
             lines += [f"      - name: page{k}", "        type: availability",
                       f"        path: \"{path}\"", "        body_contains: [storewatch bench]"]
-    path = d / "footprint.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    config = d / "footprint.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
 
 
 def _ready(cmd: list[str], port: int, path: str) -> tuple[subprocess.Popen[bytes], float]:

@@ -84,10 +84,10 @@ def _direct(agent_registry: CollectorRegistry) -> CollectorRegistry:
             if sample.name.endswith("_created"):
                 continue
             child = metric.labels(**sample.labels) if labels else metric
-            if cls is Counter:
-                child.inc(sample.value)  # type: ignore[union-attr]
+            if isinstance(child, Counter):
+                child.inc(sample.value)
             else:
-                child.set(sample.value)  # type: ignore[union-attr]
+                child.set(sample.value)
     return reg
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 
 from agent.config.schema import MethodList, StepsCheck
-from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult
-from agent.probes.content import css_values, json_path_values, parse_json, scalar_text
+from agent.probes.content import Page, css_values, json_path_values, scalar_text
 from agent.probes.recipes import recipe_flow
 from agent.probes.steps import StepRun, run_steps
 from classifier import Evidence, FindingKind
@@ -33,18 +32,18 @@ async def probe_steps(spec: StepsCheck, ctx: ProbeContext) -> ProbeResult:
         _judge_methods(run, shipping, last, "shipping", FindingKind.BUSINESS_LOGIC_DEGRADED)
     measurements: dict[str, float] = {}
     if run.responses:
-        measurements["http_status"] = float(list(run.responses.values())[-1].status)
+        measurements["http_status"] = float(list(run.responses.values())[-1].res.status)
     return ProbeResult(site=run.site, check=run.check, success=not run.findings,
                        duration_s=time.perf_counter() - start, started_at=run.started_at,
                        steps=tuple(run.timings), measurements=measurements,
                        findings=tuple(run.findings))
 
 
-def offered_methods(methods: MethodList, res: FetchResult) -> list[str]:
+def offered_methods(methods: MethodList, page: Page) -> list[str]:
     """The method codes (or titles) a response lists."""
     if methods.css is not None:
-        return css_values(res.text(), methods.css, methods.attribute)
-    doc = parse_json(res)
+        return css_values(page.tree(), methods.css, methods.attribute)
+    doc = page.json()
     if doc is None or methods.json_path is None:
         return []
     return [scalar_text(v) for v in json_path_values(doc, methods.json_path) if v is not None]
@@ -53,17 +52,19 @@ def offered_methods(methods: MethodList, res: FetchResult) -> list[str]:
 def _judge_methods(run: StepRun, methods: MethodList, last: str, what: str,
                    none_kind: FindingKind) -> None:
     step = methods.step or last
-    res = run.responses.get(step)
-    if res is None or step in run.failed:
+    page = run.responses.get(step)
+    if page is None or step in run.failed:
         return  # the step did not run or already failed: that is the finding
-    offered = offered_methods(methods, res)
+    offered = offered_methods(methods, page)
+    missing = [m for m in methods.expected if m not in offered]
+    if offered and not missing:
+        return  # the usual case: no evidence to build
+    res = page.res
     evidence = Evidence(url=res.url, status=res.status, timings={step: res.total_s},
                         details={"step": step, "offered": ",".join(offered) or "none"})
     if not offered:
         run.add(none_kind, f"checkout offers no {what} method (step '{step}')", evidence)
-        return
-    missing = [m for m in methods.expected if m not in offered]
-    if missing:
+    else:
         run.add(FindingKind.BUSINESS_LOGIC_DEGRADED,
                 f"{what} method {', '.join(missing)} missing; offered: {', '.join(offered)}",
                 evidence)

@@ -49,6 +49,41 @@ def parse_json(res: FetchResult) -> Any:
         return None
 
 
+_UNREAD = object()
+
+
+class Page:
+    """One response read at most once each way: its text, HTML tree and JSON document are
+    built on first use and shared by every assertion, extractor and method list that reads it
+    (a checkout page judged by a selector, payment and shipping methods is parsed once)."""
+
+    __slots__ = ("_doc", "_text", "_tree", "res")
+
+    def __init__(self, res: FetchResult) -> None:
+        self.res = res
+        self._text: str | None = None
+        self._tree: LexborHTMLParser | None = None
+        self._doc: Any = _UNREAD
+
+    def text(self) -> str:
+        """The decoded body (``FetchResult.text``)."""
+        if self._text is None:
+            self._text = self.res.text()
+        return self._text
+
+    def tree(self) -> LexborHTMLParser:
+        """The body parsed as HTML (``parse_html``: depth-guarded); callers must not modify it."""
+        if self._tree is None:
+            self._tree = parse_html(self.text())
+        return self._tree
+
+    def json(self) -> Any:
+        """The body as JSON (``None`` when it is not JSON)."""
+        if self._doc is _UNREAD:
+            self._doc = parse_json(self.res)
+        return self._doc
+
+
 _MISSING = object()
 
 
@@ -114,27 +149,27 @@ def json_ld_count(tree: LexborHTMLParser) -> int:
     return len(keys)
 
 
-def count_items(res: FetchResult, counter: Counter) -> int | None:
+def count_items(res: FetchResult | Page, counter: Counter) -> int | None:
     """Items in ``res`` counted ``counter``'s way (None: the response cannot be counted)."""
+    page = res if isinstance(res, Page) else Page(res)
     if counter.header is not None:
-        raw = res.headers.get(counter.header, "").strip()
+        raw = page.res.headers.get(counter.header, "").strip()
         return int(raw) if raw.isdigit() else None
     if counter.json_path is not None:
-        doc = parse_json(res)
+        doc = page.json()
         return None if doc is None else len(json_path_values(doc, counter.json_path))
-    text = res.text()
     if counter.regex is not None:
-        return len(re.findall(counter.regex, text))
-    tree = parse_html(text)
+        return len(re.findall(counter.regex, page.text()))
+    tree = page.tree()
     if counter.css is not None:
         return len(tree.css(counter.css))
     return json_ld_count(tree)
 
 
-def css_values(text: str, selector: str, attribute: str | None) -> list[str]:
-    """Text (or ``attribute``) of every element ``selector`` matches."""
+def css_values(tree: LexborHTMLParser, selector: str, attribute: str | None) -> list[str]:
+    """Text (or ``attribute``) of every element ``selector`` matches in a parsed page."""
     values = []
-    for node in parse_html(text).css(selector):
+    for node in tree.css(selector):
         value = node.attributes.get(attribute) if attribute else node.text(strip=True)
         if value is not None:
             values.append(value)

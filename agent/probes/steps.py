@@ -21,16 +21,15 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from agent.config.schema import Expect, Extractor, Site, Step, StepsCheck
 from agent.config.secrets import scrubbed_excerpt
 from agent.cookies import RunCookies
-from agent.httpclient import FetchError, FetchResult, fetch
+from agent.httpclient import FetchError, fetch
 from agent.probes.base import ProbeContext, StepTiming
 from agent.probes.content import (
+    Page,
     count_items,
     error_signature,
     json_path_values,
-    parse_json,
     scalar_text,
 )
-from agent.probes.html import parse_html
 from classifier import Evidence, Finding, FindingKind
 
 EXCERPT_CHARS = 300
@@ -39,12 +38,13 @@ _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 @dataclass
 class StepRun:
-    """What one run of a step list saw: responses by step, timings, variables, findings."""
+    """What one run of a step list saw: responses (read once) by step, timings, variables,
+    findings."""
 
     site: str
     check: str
     started_at: datetime
-    responses: dict[str, FetchResult] = field(default_factory=dict)
+    responses: dict[str, Page] = field(default_factory=dict)
     timings: list[StepTiming] = field(default_factory=list)
     variables: dict[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -58,6 +58,8 @@ class StepRun:
 
 def render(text: str, variables: Mapping[str, str]) -> str:
     """``text`` with every ``{{ name }}`` replaced (names are checked by the config)."""
+    if "{{" not in text:
+        return text  # most header, path and field values are literal
     return _VARIABLE.sub(lambda m: variables.get(m.group(1), ""), text)
 
 
@@ -86,13 +88,14 @@ async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> S
     jar = RunCookies()
     client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
     deadline = time.perf_counter() + ctx.timeout
-    previous: FetchResult | None = None
+    previous: Page | None = None
     for step in steps:
         kind = step.kind or spec.kind
         request = _build_request(step, site, run.variables, previous)
         if isinstance(request, str):
             run.add(kind, f"step '{step.name}': {request}",
-                    Evidence(url=previous.url if previous else None, details={"step": step.name}))
+                    Evidence(url=previous.res.url if previous else None,
+                             details={"step": step.name}))
             run.failed.add(step.name)
             if step.continue_on_failure:
                 continue
@@ -112,22 +115,23 @@ async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> S
                 continue
             break
         run.timings.append(StepTiming(step.name, outcome.total_s))
-        run.responses[step.name] = outcome
-        previous = outcome
-        problems, status_ok = _judge(step.expect, outcome)
+        page = Page(outcome)
+        run.responses[step.name] = page
+        previous = page
+        problems, status_ok = _judge(step.expect, page)
         if not problems:
-            problems = _extract(step.extract, outcome, jar, run.variables)
+            problems = _extract(step.extract, page, jar, run.variables)
         if problems:
-            _report_step(run, step.name, kind, outcome, problems, status_ok)
+            _report_step(run, step.name, kind, page, problems, status_ok)
             run.failed.add(step.name)
             if not step.continue_on_failure:
                 break
     return run
 
 
-def _report_step(run: StepRun, name: str, kind: FindingKind, res: FetchResult,
+def _report_step(run: StepRun, name: str, kind: FindingKind, page: Page,
                  problems: list[str], status_ok: bool) -> None:
-    text = res.text()
+    res, text = page.res, page.text()
     signature = error_signature(text) if status_ok and 200 <= res.status < 300 else None
     summary = f"step '{name}': " + "; ".join(problems)
     if signature is not None:
@@ -141,17 +145,17 @@ def _report_step(run: StepRun, name: str, kind: FindingKind, res: FetchResult,
 
 
 def _build_request(step: Step, site: Site, variables: Mapping[str, str],
-                   previous: FetchResult | None) -> _Request | str:
+                   previous: Page | None) -> _Request | str:
     headers = {k: render(v, variables) for k, v in step.headers.items()}
     method: str = step.method
     fields = {k: render(v, variables) for k, v in (step.form or {}).items()}
     if step.submit_form is not None:
         if previous is None:
             return "submit_form needs a previous step's page"
-        form = parse_html(previous.text()).css_first(step.submit_form)
+        form = previous.tree().css_first(step.submit_form)
         if form is None:
-            return f"no form matches {step.submit_form!r} on {previous.url}"
-        url = urljoin(previous.url, form.attributes.get("action") or previous.url)
+            return f"no form matches {step.submit_form!r} on {previous.res.url}"
+        url = urljoin(previous.res.url, form.attributes.get("action") or previous.res.url)
         if urlsplit(url).hostname != urlsplit(site.base_url).hostname:
             return f"form posts to another host ({urlsplit(url).hostname})"
         method = (form.attributes.get("method") or "GET").upper()
@@ -194,24 +198,24 @@ def _form_fields(form: Any) -> dict[str, str]:
     return fields
 
 
-def _judge(expect: Expect, res: FetchResult) -> tuple[list[str], bool]:
-    """Problems with ``res`` against ``expect``, and whether its status was acceptable."""
+def _judge(expect: Expect, page: Page) -> tuple[list[str], bool]:
+    """Problems with ``page`` against ``expect``, and whether its status was acceptable."""
+    res = page.res
     if expect.status is not None:
         if res.status not in expect.status:
             wanted = ",".join(str(s) for s in expect.status)
             return [f"HTTP {res.status} (expected {wanted})"], False
     elif not 200 <= res.status < 300:
         return [f"HTTP {res.status} (expected 2xx)"], False
-    text = res.text()
-    problems = [f"missing text {s!r}" for s in expect.contains if s not in text]
-    problems += [f"unwanted text {s!r}" for s in expect.not_contains if s in text]
-    problems += [f"no match for /{p}/" for p in expect.matches if not re.search(p, text)]
+    problems = [f"missing text {s!r}" for s in expect.contains if s not in page.text()]
+    problems += [f"unwanted text {s!r}" for s in expect.not_contains if s in page.text()]
+    problems += [f"no match for /{p}/" for p in expect.matches if not re.search(p, page.text())]
     if expect.selector:
-        tree = parse_html(text)
+        tree = page.tree()
         problems += [f"no element matches {s!r}" for s in expect.selector
                      if tree.css_first(s) is None]
     if expect.json_values:
-        doc = parse_json(res)
+        doc = page.json()
         for check in expect.json_values:
             values = json_path_values(doc, check.path) if doc is not None else []
             if not values:
@@ -223,7 +227,7 @@ def _judge(expect: Expect, res: FetchResult) -> tuple[list[str], bool]:
                 problems.append(f"{check.path} is {scalar_text(values[0])}, expected at least "
                                 f"{check.min:g}")
     for count in expect.count:
-        got = count_items(res, count)
+        got = count_items(page, count)
         if got is None or got < count.min:
             problems.append(f"found {got if got is not None else 'no countable'} items, "
                             f"expected at least {count.min}")
@@ -237,11 +241,11 @@ def _at_least(value: Any, minimum: float) -> bool:
         return False
 
 
-def _extract(extractors: Mapping[str, Extractor], res: FetchResult, jar: RunCookies,
+def _extract(extractors: Mapping[str, Extractor], page: Page, jar: RunCookies,
              variables: dict[str, str]) -> list[str]:
     problems = []
     for name, ex in extractors.items():
-        value = extract_value(ex, res, jar)
+        value = extract_value(ex, page, jar)
         if value is None:
             problems.append(f"could not extract '{name}' ({_describe(ex)})")
         else:
@@ -249,23 +253,23 @@ def _extract(extractors: Mapping[str, Extractor], res: FetchResult, jar: RunCook
     return problems
 
 
-def extract_value(ex: Extractor, res: FetchResult, jar: RunCookies) -> str | None:
-    """The value ``ex`` captures from ``res`` (None when absent or empty)."""
+def extract_value(ex: Extractor, page: Page, jar: RunCookies) -> str | None:
+    """The value ``ex`` captures from ``page`` (None when absent or empty)."""
     value: str | None = None
     if ex.css is not None:
-        node = parse_html(res.text()).css_first(ex.css)
+        node = page.tree().css_first(ex.css)
         if node is not None:
             value = node.attributes.get(ex.attribute) if ex.attribute else node.text(strip=True)
     elif ex.json_path is not None:
-        doc = parse_json(res)
+        doc = page.json()
         found = json_path_values(doc, ex.json_path) if doc is not None else []
         value = scalar_text(found[0]) if found and found[0] is not None else None
     elif ex.regex is not None:
-        match = re.search(ex.regex, res.text())
+        match = re.search(ex.regex, page.text())
         if match is not None:
             value = match.group(1) if match.groups() else match.group(0)
     elif ex.header is not None:
-        value = res.headers.get(ex.header)
+        value = page.res.headers.get(ex.header)
     elif ex.cookie is not None:
         value = jar.get(ex.cookie)
     return value or None

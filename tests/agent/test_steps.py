@@ -225,3 +225,37 @@ async def test_cookies_never_go_to_another_host(clients: HttpClients) -> None:
             result = await run_check(clients, one_check(url, check))
     assert result.success, result.findings
     assert seen == {"cookie": None, "own": "sid=secret-session"}
+
+
+async def test_each_page_is_parsed_once(store: DemoStore, clients: HttpClients,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Extractor, selector, submit_form, count and both method lists read the parse of their page.
+    import selectolax.lexbor
+
+    parsed: list[str] = []
+    real_parser = selectolax.lexbor.LexborHTMLParser
+
+    def counting_parser(html: str) -> Any:
+        parsed.append(html)
+        return real_parser(html)
+
+    cfg = one_check(store.url, steps_check(
+        {"name": "product", "path": PRODUCT,
+         "extract": {"form_key": {"css": "input[name=form_key]", "attribute": "value"}},
+         "expect": {"selector": ["form#product_addtocart_form"]}},
+        {"name": "add", "submit_form": "form#product_addtocart_form",
+         "expect": {"count": [{"css": "tr.cart-item", "min": 1}]}},
+        {"name": "checkout", "path": "/checkout",
+         "expect": {"selector": ["#co-shipping-method-form"]}},
+        payment={"css": "div.payment-method", "attribute": "data-code",
+                 "expected": ["checkmo", "giftcard"]},
+        shipping={"css": "input[name=shipping_method]", "attribute": "value"},
+    ))
+    # after the config (its validation parses each selector once); parse_html imports the
+    # parser class on each call
+    monkeypatch.setattr(selectolax.lexbor, "LexborHTMLParser", counting_parser)
+    result = await run_check(clients, cfg)
+    assert kinds(result) == [K.BUSINESS_LOGIC_DEGRADED]
+    assert "payment method giftcard missing; offered: checkmo" in result.findings[0].summary
+    assert [s.name for s in result.steps] == ["product", "add", "checkout"]
+    assert len(parsed) == 3  # product page, cart page (after the redirect), checkout page
