@@ -135,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             overrides = service.Overrides(args.listen, args.state_dir, args.web_config_file)
             config = service.load(args.config, overrides)
             agent = service.Agent(args.config, config, overrides)
-            asyncio.run(agent.serve())
+            asyncio.run(agent.serve(freeze_heap=True))
             return EXIT_OK
         case "demo":
             from agent.demo.scenario import run_demo

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -105,6 +106,7 @@ class Agent:
             self.metrics.registry, db_path(config.agent.state_dir)), self.state)
         self._started = time.time()
         self._stop = asyncio.Event()
+        self._frozen = False
 
     @property
     def metrics_url(self) -> str:
@@ -150,6 +152,15 @@ class Agent:
                 f"metrics at {self.metrics_url}")
 
     def _reload(self) -> bool:
+        if not self._frozen:
+            return self._apply_reload()
+        gc.unfreeze()  # the replaced config may be garbage in cycles: let the collector see it
+        try:
+            return self._apply_reload()
+        finally:
+            _freeze_heap()
+
+    def _apply_reload(self) -> bool:
         try:
             config = load(self.config_path, self.overrides)
         except ConfigError as exc:
@@ -176,8 +187,12 @@ class Agent:
         """Ask ``serve`` to finish (safe from signal handlers)."""
         self._stop.set()
 
-    async def serve(self, duration: float | None = None) -> None:
-        """Run until ``stop()`` (or SIGTERM/SIGINT), or for ``duration`` seconds."""
+    async def serve(self, duration: float | None = None, *, freeze_heap: bool = False) -> None:
+        """Run until ``stop()`` (or SIGTERM/SIGINT), or for ``duration`` seconds.
+
+        ``freeze_heap`` (the daemon: the process is this agent) hides the objects alive once
+        started from the garbage collector (see ``_freeze_heap``).
+        """
         loop = asyncio.get_running_loop()
         if self._prepare_state_dir():  # else one line said so already
             self.runner.baselines = BaselineStore.open(self.config.agent.state_dir)
@@ -198,6 +213,9 @@ class Agent:
                 pass
         log.info("storewatch running: %d checks on %d sites; metrics at %s",
                  len(self.config.planned_checks()), len(self.config.sites), self.metrics_url)
+        if freeze_heap:
+            _freeze_heap()
+            self._frozen = True
         self.notifier.ready(self._status())
         try:
             if duration is None:
@@ -218,6 +236,17 @@ class Agent:
                 self.runner.baselines.close()
             self.server.stop()
             log.info("storewatch stopped")
+
+
+def _freeze_heap() -> None:
+    """Collect start-up garbage, then move every live object out of the collector's sight.
+
+    Modules, config models and the scheduler's jobs live as long as the process; without this,
+    each full collection of an idle agent walks all ~45,000 of them (about 16 ms, once every
+    half minute or so). Reload unfreezes first, so a replaced config can still be collected.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def check_once(config: Config, site: str | None = None) -> list[Observation]:
