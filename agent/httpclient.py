@@ -148,17 +148,24 @@ class _ProbeClient(httpx.AsyncClient):
         """Ignored: the shared client carries no cookies."""
 
 
+_TLSKey = tuple[bool, str | None]
+
+
+def _tls_key(verify: bool, ca_file: Path | None) -> _TLSKey:
+    return verify, str(ca_file) if ca_file else None
+
+
 class HttpClients:
     """The shared client stack: one AsyncClient (and SSL context) per TLS setting."""
 
     def __init__(self, user_agent: str) -> None:
         self._user_agent = user_agent
-        self._clients: dict[tuple[bool, str | None], httpx.AsyncClient] = {}
-        self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self._clients: dict[_TLSKey, httpx.AsyncClient] = {}
+        self._contexts: dict[_TLSKey, ssl.SSLContext] = {}
 
     def ssl_context(self, *, verify: bool = True, ca_file: Path | None = None) -> ssl.SSLContext:
         """The SSL context of a TLS setting, built on first use and shared afterwards."""
-        key = (verify, str(ca_file) if ca_file else None)
+        key = _tls_key(verify, ca_file)
         context = self._contexts.get(key)
         if context is None:
             context = self._contexts[key] = _ssl_context(verify, ca_file)
@@ -166,7 +173,7 @@ class HttpClients:
 
     def get(self, *, verify: bool = True, ca_file: Path | None = None) -> httpx.AsyncClient:
         """The client for a TLS setting, built on first use and shared afterwards."""
-        key = (verify, str(ca_file) if ca_file else None)
+        key = _tls_key(verify, ca_file)
         client = self._clients.get(key)
         if client is None:
             context = self.ssl_context(verify=verify, ca_file=ca_file)

@@ -152,13 +152,13 @@ class Agent:
                 f"metrics at {self.metrics_url}")
 
     def _reload(self) -> bool:
-        if not self._frozen:
-            return self._apply_reload()
-        gc.unfreeze()  # the replaced config may be garbage in cycles: let the collector see it
+        if self._frozen:
+            gc.unfreeze()  # the replaced config may be garbage in cycles: let the collector see it
         try:
             return self._apply_reload()
         finally:
-            _freeze_heap()
+            if self._frozen:
+                _freeze_heap()
 
     def _apply_reload(self) -> bool:
         try:

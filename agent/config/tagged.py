@@ -24,11 +24,6 @@ class TaggedModels:
         self.key = key
         self.paths = dict(models)
 
-    @property
-    def tags(self) -> list[str]:
-        """The allowed tags, in registry order."""
-        return list(self.paths)
-
     def model(self, tag: str) -> type[BaseModel]:
         """The model registered for ``tag`` (imports its module); KeyError when unknown."""
         module, _, attribute = self.paths[tag].partition(":")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from agent.config.schema import HostThresholds
-from agent.host.readings import HostSnapshot, ServiceUsage
+from agent.host.snapshot import HostSnapshot, ServiceUsage
 from classifier import Evidence, Finding, FindingKind
 
 RESOURCES_CHECK = "host"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.host.readings import HostReader, HostSnapshot, ReadingStatus
+from agent.host.snapshot import HostSnapshot, ReadingStatus
 from agent.metrics import catalog as c
+
+if TYPE_CHECKING:  # importing the reader loads psutil
+    from agent.host.readings import HostReader
 
 
 def _gauge(metric: c.MetricDef) -> GaugeMetricFamily:

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -27,10 +28,13 @@ from agent.host.assess import (
 from agent.host.collector import HostCollector
 from agent.host.heartbeat import HeartbeatSender
 from agent.host.mailqueue import MAIL_CHECK, MailQueueError, QueueState, assess_queue, read_queue
-from agent.host.readings import HostReader, HostSnapshot, ReadingStatus
+from agent.host.snapshot import HostSnapshot, ReadingStatus
 from agent.httpclient import HttpClients
 from agent.metrics import catalog as c
 from agent.probes.base import ProbeResult
+
+if TYPE_CHECKING:  # the reader (and psutil) is imported when a host: section is applied
+    from agent.host.readings import HostReader
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +64,12 @@ class HostMonitor:
         if settings == self.settings:
             return
         self.settings = settings
-        self.reader = (HostReader(settings.filesystems, settings.services,
-                                  settings.reading_timeout) if settings is not None else None)
+        self.reader = None
+        if settings is not None:
+            from agent.host.readings import HostReader
+
+            self.reader = HostReader(settings.filesystems, settings.services,
+                                     settings.reading_timeout)
         self._previous = None
         if settings is None or settings.mail_queue is None:
             self.mail, self.mail_error = None, None

@@ -3,7 +3,8 @@
 Every reading runs on its own daemon thread and is waited for until a common deadline; a reading
 still running then (a hung network mount, a stuck /proc) is reported as failed, and while it is
 still hung it is not started again, so hung threads never pile up and never block exit. All
-readings of one snapshot run concurrently: a snapshot takes at most the deadline.
+readings of one snapshot run concurrently: a snapshot takes at most the deadline. This module
+imports psutil: only an agent with a ``host:`` section imports it (agent/host/monitor.py).
 """
 
 from __future__ import annotations
@@ -15,84 +16,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from agent.config.schema import NETWORK_FS_TYPES, HostFilesystems, ServiceGroup
+from agent.host.snapshot import FilesystemUsage, HostSnapshot, ReadingStatus, ServiceUsage
 
 _SKIPPED_DISKS = re.compile(r"(loop|ram|zram|fd|sr)\d+")
-
-
-@dataclass(frozen=True, slots=True)
-class ReadingStatus:
-    """Whether one reading finished within its deadline, and how long it took."""
-
-    name: str
-    ok: bool
-    seconds: float
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class FilesystemUsage:
-    """Space and inodes of one mount."""
-
-    mountpoint: str
-    fstype: str
-    size_bytes: float
-    avail_bytes: float
-    inodes: float
-    inodes_free: float
-
-    @property
-    def used_ratio(self) -> float:
-        """Share of the space an unprivileged user cannot use any more."""
-        return 1.0 - self.avail_bytes / self.size_bytes if self.size_bytes > 0 else 0.0
-
-    @property
-    def inodes_used_ratio(self) -> float:
-        """Share of inodes in use (0 when the filesystem has no inode limit)."""
-        return 1.0 - self.inodes_free / self.inodes if self.inodes > 0 else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceUsage:
-    """The processes of one service group."""
-
-    name: str
-    processes: int
-    cpu_seconds: float
-    rss_bytes: float
-    min_processes: int
-
-    @property
-    def up(self) -> bool:
-        """At least the minimum number of processes runs."""
-        return self.processes >= self.min_processes
-
-
-@dataclass(frozen=True, slots=True)
-class HostSnapshot:
-    """Everything read in one pass; a reading that failed leaves its field empty."""
-
-    taken_at: float
-    statuses: tuple[ReadingStatus, ...]
-    cpus: int | None = None
-    cpu_seconds: Mapping[str, float] = field(default_factory=dict)
-    load: tuple[float, float, float] | None = None
-    memory_total: float | None = None
-    memory_available: float | None = None
-    swap_total: float | None = None
-    swap_used: float | None = None
-    swap_io: Mapping[str, float] = field(default_factory=dict)
-    filesystems: tuple[FilesystemUsage, ...] = ()
-    network: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    disks: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    services: tuple[ServiceUsage, ...] | None = None
-
-    def failed(self) -> list[ReadingStatus]:
-        """Readings that did not finish or raised."""
-        return [s for s in self.statuses if not s.ok]
 
 
 class DeadlineRunner:
@@ -157,7 +88,6 @@ class _Box:
 
 def measured_mounts(settings: HostFilesystems) -> list[tuple[str, str]]:
     """``(mountpoint, fstype)`` of the real mounts to measure, per ``settings``."""
-    import psutil  # only an agent with a host: section loads it
     every = bool(settings.mountpoints) or settings.include_network
     return select_mounts([(p.device, p.mountpoint, p.fstype)
                           for p in psutil.disk_partitions(all=every)], settings)
@@ -192,27 +122,23 @@ def _statvfs(mountpoint: str, fstype: str) -> FilesystemUsage:
 
 
 def _cpu() -> tuple[int, dict[str, float]]:
-    import psutil  # only an agent with a host: section loads it
     times = psutil.cpu_times()
     return psutil.cpu_count() or 1, {k: float(v) for k, v in times._asdict().items()
                                      if k not in ("guest", "guest_nice")}
 
 
 def _memory() -> tuple[float, float, float, float, dict[str, float]]:
-    import psutil  # only an agent with a host: section loads it
     vm, sw = psutil.virtual_memory(), psutil.swap_memory()
     return (float(vm.total), float(vm.available), float(sw.total), float(sw.used),
             {"in": float(sw.sin), "out": float(sw.sout)})
 
 
 def _network() -> dict[str, tuple[float, float]]:
-    import psutil  # only an agent with a host: section loads it
     return {nic: (float(c.bytes_recv), float(c.bytes_sent))
             for nic, c in psutil.net_io_counters(pernic=True).items() if nic != "lo"}
 
 
 def _disks() -> dict[str, tuple[float, float]]:
-    import psutil  # only an agent with a host: section loads it
     return {disk: (float(c.read_bytes), float(c.write_bytes))
             for disk, c in (psutil.disk_io_counters(perdisk=True) or {}).items()
             if not _SKIPPED_DISKS.fullmatch(disk)}
@@ -235,7 +161,6 @@ def match_services(groups: Sequence[ServiceGroup],
 
 def process_table() -> list[tuple[str, str, float, float]]:
     """``(name, cmdline, cpu_seconds, rss_bytes)`` of every visible process except this one."""
-    import psutil  # only an agent with a host: section loads it
     rows = []
     me = os.getpid()
     for proc in psutil.process_iter(["name", "cmdline", "cpu_times", "memory_info"]):

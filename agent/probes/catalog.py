@@ -15,7 +15,7 @@ from agent.config.schema import CatalogCheck, Counter
 from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
-from agent.probes.content import count_items, error_signature
+from agent.probes.content import Page, count_items, error_signature
 from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
 from agent.probes.recipes import catalog_preset
 from classifier import Evidence, FindingKind
@@ -45,9 +45,10 @@ async def probe_catalog(spec: CatalogCheck, ctx: ProbeContext) -> ProbeResult:
             out.add(FindingKind.PARTIAL_OUTAGE, f"listing {path} unreachable: {why_not_ok(res)}",
                     Evidence(url=fetcher.url(path), details={"page": path}))
             continue
-        text = res.text()
+        page = Page(res)
+        text = page.text()
         texts.append(text)
-        got = count_items(res, counter) or 0
+        got = count_items(page, counter) or 0
         signature = error_signature(text) if got == 0 else None
         if signature is not None:
             clean = False

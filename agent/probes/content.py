@@ -149,9 +149,8 @@ def json_ld_count(tree: LexborHTMLParser) -> int:
     return len(keys)
 
 
-def count_items(res: FetchResult | Page, counter: Counter) -> int | None:
+def count_items(page: Page, counter: Counter) -> int | None:
     """Items in ``res`` counted ``counter``'s way (None: the response cannot be counted)."""
-    page = res if isinstance(res, Page) else Page(res)
     if counter.header is not None:
         raw = page.res.headers.get(counter.header, "").strip()
         return int(raw) if raw.isdigit() else None

@@ -13,7 +13,7 @@ from agent.config.schema import JSON_LD_COUNTER, Counter, SearchCheck
 from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
-from agent.probes.content import count_items, error_signature
+from agent.probes.content import Page, count_items, error_signature
 from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
 from agent.probes.recipes import search_preset
 from classifier import Evidence, FindingKind
@@ -39,8 +39,9 @@ async def probe_search(spec: SearchCheck, ctx: ProbeContext) -> ProbeResult:
             out.add(kind, f"{path} failed: {why_not_ok(res)}",
                     Evidence(url=fetcher.url(path), status=getattr(res, "status", None)))
             continue
-        text = res.text()
-        got = count_items(res, counter) or 0
+        page = Page(res)
+        text = page.text()
+        got = count_items(page, counter) or 0
         if got == 0 and res.redirects:
             got = 1
         evidence = Evidence(url=res.url, status=res.status, excerpt=scrubbed_excerpt(text),

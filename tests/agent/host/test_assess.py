@@ -8,7 +8,7 @@ import pytest
 
 from agent.config.schema import HostThresholds
 from agent.host.assess import assess_resources, assess_service
-from agent.host.readings import FilesystemUsage, HostSnapshot, ServiceUsage
+from agent.host.snapshot import FilesystemUsage, HostSnapshot, ServiceUsage
 from classifier import FindingKind, Level, SiteContext, classify
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
