@@ -25,6 +25,7 @@ import html
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from urllib.parse import quote, quote_plus
@@ -57,6 +58,8 @@ _lock = threading.Lock()
 _secrets: frozenset[str] = frozenset()
 _longest_first: tuple[str, ...] = ()
 """Every literal form of every secret, longest first."""
+_percent: tuple[re.Pattern[str], ...] = ()
+"""Forms with characters a URL encoder may or may not escape, matching any mix of both."""
 _cores: tuple[tuple[str, int, int], ...] = ()
 """base64 pieces of secrets that can sit inside longer base64 text, with how many characters
 before and after them still carry secret bits (masked too)."""
@@ -70,6 +73,32 @@ def _percent_forms(value: str) -> set[str]:
             forms.add(encoded)
             forms.add(_lower_hex(encoded))
     return forms
+
+
+_KEPT_BY_EVERY_ENCODER = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def _percent_pattern(form: str) -> re.Pattern[str] | None:
+    """A pattern matching *form* with any of its characters percent-encoded (any hex case,
+    a space also as ``+``), as URL normalisers leave some escaped and others not; None when
+    no encoder would change *form*."""
+    if all(c in _KEPT_BY_EVERY_ENCODER for c in form):
+        return None
+    parts: list[str] = []
+    for char in form:
+        if char in _KEPT_BY_EVERY_ENCODER:
+            parts.append(char)
+            continue
+        options = [re.escape(char)]
+        options += ["%" + "".join(f"[{h.upper()}{h.lower()}]" if h.isalpha() else h
+                                  for h in f"{b:02X}") for b in char.encode()]
+        if len(options) > 2:  # a multi-byte character: its bytes escaped one after another
+            options = [options[0], "".join(options[1:])]
+        if char == " ":
+            options.append(r"\+")
+        parts.append("(?:" + "|".join(options) + ")")
+    return re.compile("".join(parts))
 
 
 def _lower_hex(text: str) -> str:
@@ -111,7 +140,15 @@ def _base64_forms(raw: bytes) -> tuple[set[str], set[tuple[str, int, int]]]:
                 edges = (skip + 1 if skip else 0, rest + 1 if rest else 0)
                 cores.add((core, *edges))
                 cores.add((quote(core, safe=""), *edges))
+                cores.add((quote(core, safe="/"), *edges))
     return exact, cores
+
+
+def percent_patterns(value: str) -> list[re.Pattern[str]]:
+    """Patterns for *value* and its base64 forms in partly percent-encoded text."""
+    exact, _ = _base64_forms(value.encode("utf-8", "surrogatepass"))
+    patterns = (_percent_pattern(form) for form in sorted({value} | exact, key=len, reverse=True))
+    return [p for p in patterns if p is not None]
 
 
 def encoded_forms(value: str) -> tuple[frozenset[str], frozenset[tuple[str, int, int]]]:
@@ -128,7 +165,7 @@ def encoded_forms(value: str) -> tuple[frozenset[str], frozenset[tuple[str, int,
 
 def register_secret(value: str) -> None:
     """Remember *value* as a secret; values shorter than 4 characters are ignored."""
-    global _secrets, _longest_first, _cores, _longest_form
+    global _secrets, _longest_first, _percent, _cores, _longest_form
     if len(value) < _MIN_LENGTH:
         return
     with _lock:
@@ -136,9 +173,10 @@ def register_secret(value: str) -> None:
             return
         forms, cores = encoded_forms(value)
         _secrets = _secrets | {value}
+        _percent = (*_percent, *percent_patterns(value))
         _longest_first = tuple(sorted(set(_longest_first) | forms, key=lambda s: (-len(s), s)))
         _cores = tuple(sorted(set(_cores) | cores, key=lambda c: (-len(c[0]), c)))
-        _longest_form = len(_longest_first[0]) + 2
+        _longest_form = 3 * len(_longest_first[0]) + 2  # every character percent-encoded
 
 
 def registered_secrets() -> frozenset[str]:
@@ -148,10 +186,11 @@ def registered_secrets() -> frozenset[str]:
 
 def clear_secrets() -> None:
     """Forget every registered secret (for tests)."""
-    global _secrets, _longest_first, _cores, _longest_form
+    global _secrets, _longest_first, _percent, _cores, _longest_form
     with _lock:
         _secrets = frozenset()
         _longest_first = ()
+        _percent = ()
         _cores = ()
         _longest_form = 0
 
@@ -162,6 +201,9 @@ def scrub(text: str) -> str:
     for form in _longest_first:
         if form in text:
             text = text.replace(form, MASK)
+    if "%" in text or "+" in text:
+        for pattern in _percent:
+            text = pattern.sub(MASK, text)
     for core, before, after in _cores:
         if core in text:
             text = _mask_core(text, core, before, after)
