@@ -43,6 +43,31 @@ def test_validate_command_prints_one_line_and_exits_2(name: str) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def also_expected(path: Path) -> list[str]:
+    return [line.removeprefix("# also: ").replace("{file}", str(path))
+            for line in path.read_text().splitlines() if line.startswith("# also: ")]
+
+
+def test_validate_lists_every_error_one_line_each() -> None:
+    path = TESTDATA / "invalid-three-errors.yaml"
+    proc = storewatch("validate", "-c", str(path))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"storewatch: {line}" for line in
+                                        [expected(path), *also_expected(path)]]
+    with pytest.raises(ConfigError) as info:
+        load_config(path, Config, env={})
+    assert info.value.lines() == [expected(path), *also_expected(path)]
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_and_run_list_every_error_too(command: str) -> None:
+    path = TESTDATA / "invalid-three-errors.yaml"
+    proc = storewatch(command, "-c", str(path))
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 3, proc.stderr
+
+
 def test_example_configs_are_valid() -> None:
     root = Path(__file__).resolve().parents[2] / "config"
     examples = sorted(root.glob("*.yaml"))
