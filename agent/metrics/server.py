@@ -33,7 +33,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from agent.metrics.webconfig import BasicAuth, WebConfig, server_ssl_context
+from agent.metrics.webconfig import (
+    BasicAuth,
+    RateLimiter,
+    WebConfig,
+    peer_sans,
+    server_ssl_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +111,9 @@ class _Server(ThreadingHTTPServer):
     health: Callable[[], dict[str, Any]]
     tls: ssl.SSLContext | None = None
     auth: BasicAuth | None = None
+    headers: dict[str, str] = {}
+    limiter: RateLimiter | None = None
+    allowed_sans: frozenset[str] = frozenset()
     timeout = 0.0  # handle_request() only ever runs on a ready socket
     request_queue_size = 128  # a burst of connects waits in the backlog instead of failing
     max_connections = MAX_CONNECTIONS
@@ -195,6 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = _CappedReader(self.rfile, MAX_HEADER_BYTES)  # type: ignore[assignment]
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()
+            allowed = self.server.allowed_sans
+            if allowed and not peer_sans(self.request.getpeercert()) & allowed:
+                raise ConnectionAbortedError("client certificate has no allowed SAN")
 
     def handle_one_request(self) -> None:
         self.server.request_started(self.request)
@@ -206,7 +218,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.request_received(self.request)
         return ok
 
+    def end_headers(self) -> None:
+        for name, value in self.server.headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
     def do_GET(self) -> None:
+        if self.server.limiter is not None and not self.server.limiter.allow():
+            self.send_response(429)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "18")
+            self.send_header("Retry-After", "1")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(b"Too Many Requests\n")
+            return
         if self.server.auth is not None and not self.server.auth.allows(
                 self.headers.get("Authorization")):
             self.send_response(401)
@@ -279,6 +305,12 @@ class MetricsServer:
         self._server.tls = tls
         if web is not None and web.basic_auth_users:
             self._server.auth = BasicAuth(web.basic_auth_users)
+        if web is not None:
+            self._server.headers = {k: v for k, v in web.http_server_config.headers.items() if v}
+            if web.rate_limit is not None and web.rate_limit.interval > 0:
+                self._server.limiter = RateLimiter(web.rate_limit)
+            if web.tls_server_config is not None:
+                self._server.allowed_sans = frozenset(web.tls_server_config.client_allowed_sans)
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread = threading.Thread(target=self._server.serve_until_woken,
                                         args=(self._wake_r,), name="metrics-http", daemon=True)
