@@ -391,17 +391,33 @@ class ValueErrorAt(ValueError):
 
 def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel],
                       data: Any, lines: _Lines, filename: str) -> ConfigError:
-    """One ConfigError for pydantic's first error, carrying the others (``more``)."""
-    found: list[ConfigError] = []
-    seen: set[str] = set()
+    """One ConfigError for pydantic's first error, carrying one for every other field that has
+    errors (``more``, in file order). The alternatives of a union that all failed on one field
+    become one line: "Input should be a valid string, a valid integer or a valid number"."""
+    by_field: dict[tuple[int | None, str | None], list[ConfigError]] = {}
     for error in exc.errors(include_url=False):
         one = _error_at(error, model, data, lines, filename)
-        if str(one) not in seen:
-            seen.add(str(one))
-            found.append(one)
-    first = found[0]
+        by_field.setdefault((one.line, one.field), []).append(one)
+    found = [_merged(group) for group in by_field.values()]
+    first, rest = found[0], found[1:]
+    rest.sort(key=lambda e: (e.line is None, e.line or 0))
     return ConfigError(first.problem, file=first.file, line=first.line, field=first.field,
-                       more=tuple(found[1:]))
+                       more=tuple(rest))
+
+
+_SHOULD_BE = "Input should be "
+
+
+def _merged(group: list[ConfigError]) -> ConfigError:
+    """The errors of one field as one: union alternatives joined, else the first."""
+    first = group[0]
+    problems = list(dict.fromkeys(e.problem for e in group))
+    if len(problems) < 2 or not all(p.startswith(_SHOULD_BE) for p in problems):
+        return first
+    options = [p.removeprefix(_SHOULD_BE) for p in problems]
+    joined = ", ".join(options[:-1]) + " or " + options[-1]
+    return ConfigError(_SHOULD_BE + joined, file=first.file, line=first.line,
+                       field=first.field)
 
 
 def _error_at(error: Any, model: type[pydantic.BaseModel], data: Any, lines: _Lines,
