@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from agent import __version__
-from agent.config.durations import Duration, format_duration
+from agent.config.durations import Duration, PositiveDuration, format_duration
 from agent.config.loader import ValueErrorAt
 from agent.sinks import DEFAULT_SINK, SinkConfig
 from agent.sinks.config import SinkModel
@@ -51,6 +51,16 @@ class StrictModel(BaseModel):
     """Frozen model that rejects unknown keys (a typo must never silently disable a check)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_url_port(value: str) -> None:
+    """Raise ValueError when *value* (an http(s) URL) names a port outside 1-65535."""
+    try:
+        port = urlsplit(value).port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"'{value}' has an invalid port: use 1-65535")
 
 
 def _check_listen(value: str) -> str:
@@ -82,8 +92,8 @@ class AgentSettings(StrictModel):
 class Defaults(StrictModel):
     """Values a site or check inherits when it does not set its own."""
 
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 10.0
 
 
 class TLSSettings(StrictModel):
@@ -113,8 +123,8 @@ class AvailabilityCheck(StrictModel):
     body_not_matches: list[str] = Field(default_factory=list)
     selector: str | None = None
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -420,8 +430,8 @@ class StepsCheck(StrictModel):
     shipping: MethodList | None = None
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
 
     @model_validator(mode="after")
     def _steps_or_recipe(self) -> StepsCheck:
@@ -482,8 +492,8 @@ class CatalogCheck(StrictModel):
     baseline_runs: int = Field(default=10, ge=1, le=1000)
     """How many recent counts the median is taken over."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
 
     @model_validator(mode="after")
     def _pages_or_category(self) -> CatalogCheck:
@@ -526,8 +536,8 @@ class SearchCheck(StrictModel):
     count: Counter | None = None
     """Default: the platform preset's way (generic: schema.org JSON-LD)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
 
     def failure_kind(self) -> FindingKind:
         """What a total failure of this check (deadline, probe crash) means."""
@@ -562,8 +572,8 @@ class IntegrityCheck(StrictModel):
     max_assets: int = Field(default=20, ge=0, le=200)
     """Stylesheets and scripts on the site's own host checked per run (each once)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
 
     def failure_kind(self) -> FindingKind:
         """What a total failure of this check (deadline, probe crash) means."""
@@ -591,8 +601,8 @@ class SecurityCheck(StrictModel):
     """The first runs learn every origin they see; later unknown origins are findings."""
     defacement_markers: list[str] = Field(default_factory=lambda: list(DEFAULT_DEFACEMENT_MARKERS))
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
 
     @field_validator("allow")
     @classmethod
@@ -633,8 +643,8 @@ class Site(StrictModel):
     base_url: str
     platform: Literal["generic", "magento2", "woocommerce", "shopify"] = "generic"
     plan: Plan = Plan.ON_DEMAND
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     tls: TLSSettings = Field(default_factory=TLSSettings)
     levels: dict[FindingKind, Level] = Field(default_factory=dict)
     """Per-site level overrides by finding kind, e.g. ``{slow_response: 2}``."""
@@ -650,6 +660,7 @@ class Site(StrictModel):
             raise ValueError(f"'{value}' is not an http(s) URL")
         if parts.username or parts.password:
             raise ValueError("credentials in base_url are not allowed; use headers with ${VAR}")
+        check_url_port(value)
         return value.rstrip("/")
 
     @field_validator("levels")
@@ -752,6 +763,10 @@ class IncidentSettings(StrictModel):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueErrorAt((i,), f"'{url}' is not an http(s) URL")
+            try:
+                check_url_port(url)
+            except ValueError as exc:
+                raise ValueErrorAt((i,), str(exc)) from None
         return value
 
     @field_validator("dashboard_url")
@@ -858,8 +873,8 @@ class MailQueue(StrictModel):
     ``{"messages": N, "oldest_age_seconds": S}``)."""
     max_messages: int = Field(default=100, ge=0)
     max_age: Duration = 1800.0
-    interval: Duration = 300.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 300.0
+    timeout: PositiveDuration = 10.0
 
     @model_validator(mode="after")
     def _command_for_command(self) -> MailQueue:
@@ -872,8 +887,8 @@ class Heartbeat(StrictModel):
     """An outbound ping every interval, so a dead agent is noticed from outside."""
 
     url: str
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 10.0
 
     @field_validator("url")
     @classmethod
@@ -881,6 +896,7 @@ class Heartbeat(StrictModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"'{value}' is not an http(s) URL")
+        check_url_port(value)
         return value
 
 
@@ -889,8 +905,8 @@ class HostSettings(StrictModel):
 
     site: Name
     """The site this server serves (a configured site name)."""
-    interval: Duration = 30.0
-    reading_timeout: Duration = 2.0
+    interval: PositiveDuration = 30.0
+    reading_timeout: PositiveDuration = 2.0
     """Deadline of each single reading (one filesystem, the process table, ...)."""
     filesystems: HostFilesystems = Field(default_factory=HostFilesystems)
     thresholds: HostThresholds = Field(default_factory=HostThresholds)
@@ -1011,9 +1027,14 @@ class PlannedCheck:
 
 def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
     """Resolve a check's interval and timeout: check, then site, then defaults."""
-    interval = check.interval or site.interval or config.defaults.interval
-    timeout = check.timeout or site.timeout or config.defaults.timeout
+    interval = _first_set(check.interval, site.interval, config.defaults.interval)
+    timeout = _first_set(check.timeout, site.timeout, config.defaults.timeout)
     return PlannedCheck(site, check, interval, timeout)
+
+
+def _first_set(*values: float | None) -> float:
+    """The first value that is set (0 would be set, unlike with ``or``)."""
+    return next(v for v in values if v is not None)
 
 
 def _require_unique(names: list[str], what: str) -> None:
