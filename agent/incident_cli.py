@@ -23,6 +23,8 @@ from agent.store import IncidentRecord, OutboxState, Store, iso
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_DEAD_LETTERS = 4
+"""``tickets list``: at least one ticket action is a dead letter (a tracker refused it)."""
 
 
 def add_parsers(sub: Any) -> None:
@@ -49,9 +51,30 @@ def add_parsers(sub: Any) -> None:
 
     tickets = sub.add_parser("tickets", help="tickets and their delivery state")
     tick = tickets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    tlist = tick.add_parser("list", help="tickets, delivery state and dead letters")
+    tlist = tick.add_parser(
+        "list", help="tickets, delivery state and dead letters",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Every ticket the sinks hold, its delivery state, and every dead letter (a "
+                    "ticket action a tracker refused for good: bad token, deleted project...). "
+                    "Cron or CI can watch the exit status.",
+        epilog="exit status:\n  0  no dead letters\n  4  at least one dead letter (fix the "
+               "cause, then `storewatch tickets retry`)\n  1  the state cannot be read\n"
+               "  2  bad usage or config\n\nexample:\n"
+               "  storewatch tickets list -c /etc/storewatch/config.yaml || mail-admins")
     state(tlist)
     tlist.add_argument("--json", action="store_true", help="one JSON document")
+    tretry = tick.add_parser(
+        "retry", help="deliver dead letters again (after fixing the tracker's cause)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Queue dead letters for delivery again, in their original order (an open "
+                    "before its resolve); the running daemon delivers them within a second.",
+        epilog="exit status:\n  0  queued (or nothing to queue)\n  1  the state cannot be "
+               "written\n  2  bad usage or config\n\nexample:\n"
+               "  storewatch tickets retry -c /etc/storewatch/config.yaml        # all\n"
+               "  storewatch tickets retry --state-dir /var/lib/storewatch 17 18  # by id")
+    state(tretry)
+    tretry.add_argument("ids", type=int, nargs="*", metavar="ID",
+                        help="dead letter ids (`tickets list`); default: all")
 
     silence = sub.add_parser("silence", help="silence ticketing for a while (deploys)")
     sil = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -100,6 +123,10 @@ def _run(store: Store, args: argparse.Namespace) -> int:
                 return EXIT_OK
             case "tickets", "list":
                 return _tickets(store, args.json)
+            case "tickets", "retry":
+                queued = store.retry_dead(datetime.now(UTC), args.ids)
+                print(f"{queued} dead letter(s) queued for delivery again")
+                return EXIT_OK
             case "silence", _:
                 return _silence(store, args)
     finally:
@@ -204,9 +231,10 @@ def _tickets(store: Store, as_json: bool) -> int:
     dead = [{"id": e.id, "incident": e.incident_id, "sink": e.sink, "action": e.action,
              "attempts": e.attempts, "error": e.last_error}
             for e in store.outbox(OutboxState.DEAD)]
+    status = EXIT_DEAD_LETTERS if dead else EXIT_OK
     if as_json:
         print(json.dumps({"tickets": rows, "dead_letters": dead}, indent=2))
-        return EXIT_OK
+        return status
     table = [("INCIDENT", "SINK", "TICKET", "STATE", "DELIVERY", "LAST ERROR")]
     table += [(str(r["incident"]), r["sink"], r["external_id"] or "-", r["state"],
                r["delivery"], r["last_error"] or "") for r in rows]
@@ -214,7 +242,9 @@ def _tickets(store: Store, as_json: bool) -> int:
     for d in dead:
         print(f"dead letter #{d['id']}: {d['action']} of incident #{d['incident']} via "
               f"{d['sink']} after {d['attempts']} attempt(s): {d['error']}")
-    return EXIT_OK
+    if dead:
+        print(f"{len(dead)} dead letter(s): fix the cause, then `storewatch tickets retry`")
+    return status
 
 
 def _silence(store: Store, args: argparse.Namespace) -> int:
