@@ -21,6 +21,13 @@ from tests.conftest import ROOT, storewatch
 DEMO_CONFIG = ROOT / "config" / "demo.yaml"
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """demo.yaml's state_dir defaults to ./state: every subprocess here gets its own instead, so
+    the suite leaves the checkout as it found it (no ./state/baselines.db for the demo)."""
+    monkeypatch.setenv("STOREWATCH_STATE_DIR", str(tmp_path / "private-state"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,6 +127,14 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "absent.yaml: cannot read config: No such file or directory" in proc.stderr
+
+
+def test_check_leaves_the_checkout_alone(demo_store: tuple[str, object]) -> None:
+    url, _ = demo_store
+    before = (ROOT / "state").exists()
+    storewatch("check", "-c", str(DEMO_CONFIG), "--site", "demo", env={"STOREWATCH_DEMO_URL": url})
+    assert (ROOT / "state").exists() == before
+    assert (Path(os.environ["STOREWATCH_STATE_DIR"]) / "baselines.db").exists()
 
 
 def test_validate_ok() -> None:
