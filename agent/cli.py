@@ -18,8 +18,8 @@ Exit statuses:
     1  ``check``: at least one finding; other commands: a runtime failure (e.g. cannot bind
        /metrics, state directory unusable)
     2  bad usage or an invalid config (one line naming file:line and field)
-    3  ``check``: could not run (the agent's own network is down, a probe crashed, the state
-       directory is unusable): its findings say nothing about the shops
+    3  ``check``: could not run (the agent's own network is down, a probe crashed, another
+       runtime error): its findings say nothing about the shops
     4  ``tickets list``: at least one dead letter
   130  interrupted
 
@@ -117,7 +117,7 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
             "  1  at least one finding (the JSON/table says which, with its level)\n"
             "  2  bad usage or an invalid config\n"
             "  3  could not run: the agent's own network is down (no reference target "
-            "answers),\n     a probe crashed, or the state directory is unusable",
+            "answers),\n     a probe crashed (a storewatch bug), or another runtime error",
             "  storewatch check -c /etc/storewatch/config.yaml --site acme --json | jq ."))
     with_config(check)
     check.add_argument("--site", help="only this site")
@@ -233,6 +233,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                                   field="--site")
             try:
                 return _check(config, args.site, args.json)
+            except ConfigError:
+                raise
             except StorewatchError as exc:
                 _error(f"could not run the checks: {exc}")
                 return EXIT_COULD_NOT_RUN
