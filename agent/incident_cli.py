@@ -23,6 +23,19 @@ from agent.store import IncidentRecord, OutboxState, Store, iso
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
+EXIT_DEAD_LETTERS = 4
+"""``tickets list``: at least one ticket action is a dead letter (a tracker refused it)."""
+
+
+def command_help(description: str, statuses: str, example: str) -> dict[str, Any]:
+    """``add_parser`` keyword arguments: the command's paragraph, exit statuses and example."""
+    return {"description": description,
+            "epilog": f"exit status:\n{statuses}\n\nexample:\n{example}",
+            "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+STATE_STATUSES = ("  1  the state directory or database cannot be used\n"
+                  "  2  bad usage or an invalid config")
 
 
 def add_parsers(sub: Any) -> None:
@@ -33,38 +46,85 @@ def add_parsers(sub: Any) -> None:
                          help=f"config file whose state to read (default {DEFAULT_CONFIG_PATH})")
         cmd.add_argument("--state-dir", type=Path, help="state directory (instead of -c)")
 
-    incidents = sub.add_parser("incidents", help="list, show or resolve incidents")
+    incidents = sub.add_parser("incidents", help="list, show or resolve incidents",
+                               description="Incidents in the state directory: list, show, "
+                               "resolve by hand. `storewatch incidents ACTION --help` for each.")
     inc = incidents.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = inc.add_parser("list", help="incidents, newest first")
+    listing = inc.add_parser("list", help="incidents, newest first", **command_help(
+        "List incidents, newest first: level, site, check, kind, state and tickets. Safe while "
+        "the daemon runs.", "  0  listed\n" + STATE_STATUSES,
+        "  storewatch incidents list --open -c /etc/storewatch/config.yaml"))
     state(listing)
     listing.add_argument("--open", action="store_true", help="only open incidents")
     listing.add_argument("--json", action="store_true", help="one JSON document")
-    show = inc.add_parser("show", help="one incident with its history and tickets")
+    show = inc.add_parser("show", help="one incident with its history and tickets",
+                          **command_help(
+        "Show one incident: its summary, evidence, history (opened, escalated, reminded, "
+        "resolved) and the state of each ticket.", "  0  shown\n" + STATE_STATUSES,
+        "  storewatch incidents show 17 --json --state-dir /var/lib/storewatch"))
     state(show)
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true", help="one JSON document")
-    resolve = inc.add_parser("resolve", help="resolve an incident by hand (tickets too)")
+    resolve = inc.add_parser("resolve", help="resolve an incident by hand (tickets too)",
+                             **command_help(
+        "Resolve an active incident by hand; its tickets get resolved through the outbox by "
+        "the running daemon. If the problem persists, a new incident opens.",
+        "  0  resolved\n  1  no such active incident, or the state cannot be written\n"
+        "  2  bad usage or an invalid config",
+        "  storewatch incidents resolve 17 -c /etc/storewatch/config.yaml"))
     state(resolve)
     resolve.add_argument("id", type=int)
 
-    tickets = sub.add_parser("tickets", help="tickets and their delivery state")
+    tickets = sub.add_parser("tickets", help="tickets and their delivery state",
+                             description="Tickets and their delivery: list (exit 4 on dead "
+                             "letters), retry dead letters. `storewatch tickets ACTION --help`.")
     tick = tickets.add_subparsers(dest="action", required=True, metavar="ACTION")
-    tlist = tick.add_parser("list", help="tickets, delivery state and dead letters")
+    tlist = tick.add_parser("list", help="tickets, delivery state and dead letters",
+                            **command_help(
+        "Every ticket the sinks hold, its delivery state, and every dead letter (a ticket "
+        "action a tracker refused for good: bad token, deleted project...). Cron or CI can "
+        "watch the exit status.",
+        "  0  no dead letters\n  4  at least one dead letter (fix the cause, then `storewatch "
+        "tickets retry`)\n" + STATE_STATUSES,
+        "  storewatch tickets list -c /etc/storewatch/config.yaml || mail-admins"))
     state(tlist)
     tlist.add_argument("--json", action="store_true", help="one JSON document")
+    tretry = tick.add_parser(
+        "retry", help="deliver dead letters again (after fixing the tracker's cause)",
+        **command_help(
+            "Queue dead letters for delivery again, in their original order (an open before "
+            "its resolve); the running daemon delivers them within a second.",
+            "  0  queued (or nothing to queue)\n" + STATE_STATUSES,
+            "  storewatch tickets retry -c /etc/storewatch/config.yaml        # all\n"
+            "  storewatch tickets retry --state-dir /var/lib/storewatch 17 18  # by id"))
+    state(tretry)
+    tretry.add_argument("ids", type=int, nargs="*", metavar="ID",
+                        help="dead letter ids (`tickets list`); default: all")
 
-    silence = sub.add_parser("silence", help="silence ticketing for a while (deploys)")
+    silence = sub.add_parser("silence", help="silence ticketing for a while (deploys)",
+                             description="Silences: no tickets for a site or check for a while "
+                             "(deploys). `storewatch silence ACTION --help` for each.")
     sil = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = sil.add_parser("add", help="record findings without tickets until it expires")
+    add = sil.add_parser("add", help="record findings without tickets until it expires",
+                         **command_help(
+        "Silence ticketing for a site (or one check of it, or everything) for a while, e.g. "
+        "during a deploy: findings and incidents are still recorded, no ticket is opened.",
+        "  0  added (prints its id and end)\n" + STATE_STATUSES,
+        "  storewatch silence add --site acme --duration 30m --reason 'PHP upgrade'"))
     state(add)
     add.add_argument("--site", help="only this site (default: every site)")
     add.add_argument("--check", help="only this check of the site")
     add.add_argument("--duration", required=True, help="e.g. 30m, 2h")
     add.add_argument("--reason", default="silenced from the command line")
-    slist = sil.add_parser("list", help="active silences")
+    slist = sil.add_parser("list", help="active silences", **command_help(
+        "List the silences in force (ticketing paused): id, site, check, end and reason.",
+        "  0  listed\n" + STATE_STATUSES, "  storewatch silence list --json"))
     state(slist)
     slist.add_argument("--json", action="store_true", help="one JSON document")
-    remove = sil.add_parser("remove", help="end a silence now")
+    remove = sil.add_parser("remove", help="end a silence now", **command_help(
+        "End a silence before its time; tickets are opened again for new incidents.",
+        "  0  removed\n  1  no such silence, or the state cannot be written\n"
+        "  2  bad usage or an invalid config", "  storewatch silence remove 3"))
     state(remove)
     remove.add_argument("id", type=int)
 
@@ -100,6 +160,10 @@ def _run(store: Store, args: argparse.Namespace) -> int:
                 return EXIT_OK
             case "tickets", "list":
                 return _tickets(store, args.json)
+            case "tickets", "retry":
+                queued = store.retry_dead(datetime.now(UTC), args.ids)
+                print(f"{queued} dead letter(s) queued for delivery again")
+                return EXIT_OK
             case "silence", _:
                 return _silence(store, args)
     finally:
@@ -204,9 +268,10 @@ def _tickets(store: Store, as_json: bool) -> int:
     dead = [{"id": e.id, "incident": e.incident_id, "sink": e.sink, "action": e.action,
              "attempts": e.attempts, "error": e.last_error}
             for e in store.outbox(OutboxState.DEAD)]
+    status = EXIT_DEAD_LETTERS if dead else EXIT_OK
     if as_json:
         print(json.dumps({"tickets": rows, "dead_letters": dead}, indent=2))
-        return EXIT_OK
+        return status
     table = [("INCIDENT", "SINK", "TICKET", "STATE", "DELIVERY", "LAST ERROR")]
     table += [(str(r["incident"]), r["sink"], r["external_id"] or "-", r["state"],
                r["delivery"], r["last_error"] or "") for r in rows]
@@ -214,7 +279,9 @@ def _tickets(store: Store, as_json: bool) -> int:
     for d in dead:
         print(f"dead letter #{d['id']}: {d['action']} of incident #{d['incident']} via "
               f"{d['sink']} after {d['attempts']} attempt(s): {d['error']}")
-    return EXIT_OK
+    if dead:
+        print(f"{len(dead)} dead letter(s): fix the cause, then `storewatch tickets retry`")
+    return status
 
 
 def _silence(store: Store, args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from agent.sinks import build_sink
 from agent.sinks.base import SinkBuildContext, TicketSink
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
+from agent.sinks.resend import Resender
 from agent.state_health import StateHealth, is_state_error
 from agent.store import IncidentRecord, Store, db_path
 
@@ -165,6 +166,8 @@ class IncidentService:
         self._tasks = [asyncio.create_task(self._consume(), name="incident-engine")]
         if self._outbox is not None:
             self._tasks.append(asyncio.create_task(self._outbox.run(self._stop), name="outbox"))
+        resender = Resender(lambda: self.outbox)  # keeps Alertmanager's alerts of open incidents
+        self._tasks.append(asyncio.create_task(resender.run(self._stop), name="resend"))
 
     async def _consume(self) -> None:
         while True:

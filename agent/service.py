@@ -179,7 +179,7 @@ class Agent:
         self.host.apply(config.host)
         self.latest.retain([*((p.site.name, p.check.name) for p in config.planned_checks()),
                             *self.host.result_keys()])
-        self.metrics.config_loaded(True, len(config.planned_checks()))
+        self.metrics.config_loaded(True, config)
         log.info("config reloaded: %d sites, %d checks", len(config.sites),
                  len(config.planned_checks()))
         return True
@@ -199,7 +199,7 @@ class Agent:
             self.runner.baselines = BaselineStore.open(self.config.agent.state_dir)
         self.server.start()
         self.scheduler.apply(self.config)
-        self.metrics.config_loaded(True, len(self.config.planned_checks()))
+        self.metrics.config_loaded(True, self.config)
         self.scheduler.start()
         self.incidents.start()
         self.host.start()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -346,6 +346,11 @@ def pending_stats_of(conn: sqlite3.Connection, now: datetime) -> tuple[int, floa
     return int(row["n"]), age
 
 
+def dead_letters_of(conn: sqlite3.Connection) -> int:
+    """Outbox entries given up as dead letters (kept until retried)."""
+    return int(conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0])
+
+
 class Store:
     """The incident store of one state directory."""
 
@@ -577,6 +582,18 @@ class Store:
             self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE id = ?",
                               (entry_id,))
             self._finish(entry_id, OutboxState.DEAD, error, now)
+
+    def retry_dead(self, now: datetime, entry_ids: Sequence[int] = ()) -> int:
+        """Queue dead letters (those of ``entry_ids``, else all) for delivery again; returns how
+        many. Their order is kept, so a retried open goes before its retried resolve."""
+        sql = ("UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, done_at = NULL "
+               "WHERE state = 'dead'")
+        args: list[Any] = [ts(now)]
+        if entry_ids:
+            sql += f" AND id IN ({', '.join('?' * len(entry_ids))})"
+            args += list(entry_ids)
+        with self.transaction():
+            return self.conn.execute(sql, args).rowcount
 
     def _finish(self, entry_id: int, state: OutboxState, error: str | None,
                 now: datetime) -> None:

@@ -113,6 +113,7 @@ def main() -> None:
     config = _config(sites)
     latest = LatestResults()
     metrics = AgentMetrics(latest)
+    metrics.config_loaded(True, config)  # what the daemon exports from its config (intervals)
     classifier = Classifier(config)
     now = datetime.now(UTC)
     i = 0

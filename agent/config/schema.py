@@ -913,6 +913,11 @@ class HostSettings(StrictModel):
     services: list[ServiceGroup] = Field(default_factory=list)
     mail_queue: MailQueue | None = None
     heartbeat: Heartbeat | None = None
+    node_metrics: bool = True
+    """Export the node_exporter-like series (CPU, load, memory, swap, filesystems, network,
+    disks, service groups, readings). ``false`` on servers that already run node_exporter: the
+    thresholds still become findings, /metrics keeps only ``storewatch_host_info`` and the mail
+    queue and heartbeat gauges, and a scrape reads nothing from the server."""
 
     @field_validator("services")
     @classmethod

@@ -29,23 +29,29 @@ class HostCollector(Collector):
 
     def __init__(self, reader: Callable[[], HostReader | None], site: Callable[[], str | None],
                  extra: Callable[[], Iterator[Metric]] | None = None,
-                 extra_statuses: Callable[[], list[ReadingStatus]] | None = None) -> None:
+                 extra_statuses: Callable[[], list[ReadingStatus]] | None = None,
+                 node_metrics: Callable[[], bool] = lambda: True) -> None:
         self._reader = reader
         self._site = site
         self._extra = extra
         self._extra_statuses = extra_statuses
+        self._node_metrics = node_metrics
 
     def collect(self) -> Iterator[Metric]:
-        """Fresh families from one snapshot; nothing when the config has no ``host:``."""
+        """Fresh families from one snapshot; nothing when the config has no ``host:``.
+
+        With ``host.node_metrics: false`` no snapshot is taken: only ``storewatch_host_info``
+        and the mail queue and heartbeat gauges (node_exporter has no equivalent of those).
+        """
         reader, site = self._reader(), self._site()
         if reader is None or site is None:
             return
-        snap = reader.snapshot()
         info = _gauge(c.HOST_INFO)
         info.add_metric([site, reader.hostname], 1.0)
         yield info
-        more = self._extra_statuses() if self._extra_statuses is not None else []
-        yield from render_snapshot(snap, more)
+        if self._node_metrics():
+            more = self._extra_statuses() if self._extra_statuses is not None else []
+            yield from render_snapshot(reader.snapshot(), more)
         if self._extra is not None:
             yield from self._extra()
 

@@ -92,7 +92,8 @@ class HostMonitor:
         """The scrape-time collector (renders nothing while there is no ``host:``)."""
         return HostCollector(lambda: self.reader,
                              lambda: self.settings.site if self.settings else None,
-                             self._state_metrics, self._extra_statuses)
+                             self._state_metrics, self._extra_statuses,
+                             lambda: self.settings is None or self.settings.node_metrics)
 
     def start(self) -> None:
         """Start the loops (needs a running event loop)."""

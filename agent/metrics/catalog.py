@@ -21,8 +21,17 @@ class MetricDef:
 
 
 PROBE_SUCCESS = MetricDef("storewatch_probe_success", "gauge",
-                          "1 if the last run of the check found nothing, else 0.",
+                          "1 if the last run of the check passed (transport, HTTP status, "
+                          "assertions), as blackbox_exporter's probe_success; findings about a "
+                          "working check (slow, certificate expiring, resource pressure) keep "
+                          "it 1: see storewatch_probe_worst_level.",
                           ("site", "check"))
+PROBE_WORST_LEVEL = MetricDef("storewatch_probe_worst_level", "gauge",
+                              "Most urgent support level among the last run's findings: 1 (L1) "
+                              "... 4 (L4); 0 when it found nothing.", ("site", "check"))
+PROBE_INTERVAL = MetricDef("storewatch_probe_interval_seconds", "gauge",
+                           "Configured interval of the check: how often it should run.",
+                           ("site", "check"))
 PROBE_DURATION = MetricDef("storewatch_probe_duration_seconds", "gauge",
                            "Wall time of the last run of the check.", ("site", "check"))
 PROBE_STEP_DURATION = MetricDef("storewatch_probe_step_duration_seconds", "gauge",
@@ -70,16 +79,19 @@ OUTBOX_PENDING = MetricDef("storewatch_outbox_pending", "gauge",
                            "Ticket actions waiting for delivery.")
 OUTBOX_OLDEST_AGE = MetricDef("storewatch_outbox_oldest_pending_age_seconds", "gauge",
                               "Age of the oldest ticket action waiting for delivery (0: none).")
+OUTBOX_DEAD = MetricDef("storewatch_outbox_dead_letters", "gauge",
+                        "Ticket actions given up as dead letters (a tracker refused them for "
+                        "good); they stay until `storewatch tickets retry`.")
 STATE_WRITABLE = MetricDef("storewatch_state_writable", "gauge",
                            "1 while incidents and the outbox are being saved to the state "
                            "directory, 0 while they cannot be (unwritable, disk full).")
 
 ALL: tuple[MetricDef, ...] = (
-    PROBE_SUCCESS, PROBE_DURATION, PROBE_STEP_DURATION, PROBE_HTTP_STATUS, PROBE_LAST_RUN,
-    TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS, FINDINGS_TOTAL,
-    SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
+    PROBE_SUCCESS, PROBE_WORST_LEVEL, PROBE_INTERVAL, PROBE_DURATION, PROBE_STEP_DURATION,
+    PROBE_HTTP_STATUS, PROBE_LAST_RUN, TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS,
+    FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
-    STATE_WRITABLE,
+    OUTBOX_DEAD, STATE_WRITABLE,
 )
 
 # --- host: the server the agent runs on (agent/host/), read at scrape time ---

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,9 +23,46 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
+from agent.config.schema import Config
+from agent.host.assess import RESOURCES_CHECK, service_check_name
+from agent.host.mailqueue import MAIL_CHECK
 from agent.metrics import catalog as c
 from agent.pipeline import LatestResults, Observation
-from classifier import Level
+from classifier import FindingKind, Level
+
+WORKING_CHECK_KINDS = frozenset({FindingKind.SLOW_RESPONSE, FindingKind.TLS_EXPIRING,
+                                 FindingKind.RESOURCE_PRESSURE})
+"""Findings about a check that did its job (it answered, only slowly; the certificate is still
+valid; the server is busy): they keep ``storewatch_probe_success`` at 1. Every other kind means
+the check itself failed (transport, status or an assertion), as in blackbox_exporter."""
+
+
+def check_passed(obs: Observation) -> bool:
+    """``storewatch_probe_success``: the run passed, whatever its quality findings say."""
+    r = obs.result
+    if not r.findings:
+        return r.success
+    return all(f.kind in WORKING_CHECK_KINDS for f in r.findings)
+
+
+def worst_level(obs: Observation) -> int:
+    """``storewatch_probe_worst_level``: 1 (L1) … 4 (L4) of the most urgent classified finding,
+    0 when there is none (suppressed findings have no level and do not count)."""
+    levels = [int(i.decision.level) for i in obs.classified if i.decision.level is not None]
+    return min(levels, default=0)
+
+
+def check_intervals(config: Config) -> dict[tuple[str, str], float]:
+    """The configured interval of every ``(site, check)`` that produces results, host too."""
+    out = {(p.site.name, p.check.name): float(p.interval) for p in config.planned_checks()}
+    host = config.host
+    if host is not None:
+        out[(host.site, RESOURCES_CHECK)] = float(host.interval)
+        for group in host.services:
+            out[(host.site, service_check_name(group.name))] = float(host.interval)
+        if host.mail_queue is not None:
+            out[(host.site, MAIL_CHECK)] = float(host.mail_queue.interval)
+    return out
 
 # `_created` series double the series count for no dashboard use (perf-anchors.md, section 3).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -38,8 +75,10 @@ def _gauge(metric: c.MetricDef) -> GaugeMetricFamily:
 class ProbeCollector(Collector):
     """Renders the latest observation of every check at scrape time."""
 
-    def __init__(self, latest: Callable[[], list[Observation]]) -> None:
+    def __init__(self, latest: Callable[[], list[Observation]],
+                 intervals: Callable[[], Mapping[tuple[str, str], float]] = dict) -> None:
         self._latest = latest
+        self._intervals = intervals
 
     def collect(self) -> Iterator[Metric]:
         """Fresh metric families from the latest observations."""
@@ -47,11 +86,15 @@ class ProbeCollector(Collector):
             c.PROBE_STEP_DURATION)
         status, last_run, tls = _gauge(c.PROBE_HTTP_STATUS), _gauge(c.PROBE_LAST_RUN), _gauge(
             c.TLS_EXPIRY)
-        findings = _gauge(c.PROBE_FINDINGS)
+        findings, worst, interval = _gauge(c.PROBE_FINDINGS), _gauge(c.PROBE_WORST_LEVEL), _gauge(
+            c.PROBE_INTERVAL)
+        for (site, check), seconds in sorted(self._intervals().items()):
+            interval.add_metric([site, check], seconds)
         for obs in self._latest():
             r = obs.result
             labels = [r.site, r.check]
-            success.add_metric(labels, 1.0 if r.success else 0.0)
+            success.add_metric(labels, 1.0 if check_passed(obs) else 0.0)
+            worst.add_metric(labels, float(worst_level(obs)))
             duration.add_metric(labels, r.duration_s)
             last_run.add_metric(labels, r.started_at.timestamp())
             for step in r.steps:
@@ -66,7 +109,7 @@ class ProbeCollector(Collector):
                     by_level[item.decision.level] += 1
             for level, count in by_level.items():
                 findings.add_metric([*labels, str(level)], float(count))
-        yield from (success, duration, steps, status, last_run, tls, findings)
+        yield from (success, worst, interval, duration, steps, status, last_run, tls, findings)
 
 
 class AgentMetrics:
@@ -74,7 +117,8 @@ class AgentMetrics:
 
     def __init__(self, latest: LatestResults) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(ProbeCollector(latest.snapshot))
+        self.intervals: dict[tuple[str, str], float] = {}
+        self.registry.register(ProbeCollector(latest.snapshot, lambda: self.intervals))
         r = self.registry
         self.runs = Counter(c.PROBE_RUNS.name.removesuffix("_total"), c.PROBE_RUNS.help,
                             list(c.PROBE_RUNS.labels), registry=r)
@@ -98,10 +142,11 @@ class AgentMetrics:
             level = str(item.decision.level) if item.decision.level is not None else "none"
             self.findings.labels(r.site, item.finding.kind.value, level).inc()
 
-    def config_loaded(self, ok: bool, checks: int | None = None) -> None:
-        """Record a (re)load attempt of the config."""
+    def config_loaded(self, ok: bool, config: Config | None = None) -> None:
+        """Record a (re)load attempt of the config (``config``: the one now running)."""
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_ts.set(time.time())
-            if checks is not None:
-                self.checks_configured.set(checks)
+            if config is not None:
+                self.checks_configured.set(len(config.planned_checks()))
+                self.intervals = check_intervals(config)

@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.metrics import catalog as c
-from agent.store import connect, open_counts_of, pending_stats_of
+from agent.store import connect, dead_letters_of, open_counts_of, pending_stats_of
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class IncidentCollector(Collector):
                                   labels=list(c.INCIDENTS_OPEN.labels))
         pending = GaugeMetricFamily(c.OUTBOX_PENDING.name, c.OUTBOX_PENDING.help)
         oldest = GaugeMetricFamily(c.OUTBOX_OLDEST_AGE.name, c.OUTBOX_OLDEST_AGE.help)
+        dead = GaugeMetricFamily(c.OUTBOX_DEAD.name, c.OUTBOX_DEAD.help)
         if self._conn is None and not self._db.is_file():  # the agent has not started yet
             yield from (open_, pending, oldest)
             return
@@ -42,10 +43,11 @@ class IncidentCollector(Collector):
             count, age = pending_stats_of(self._conn, datetime.now(UTC))
             pending.add_metric([], float(count))
             oldest.add_metric([], age)
+            dead.add_metric([], float(dead_letters_of(self._conn)))
         except Exception as exc:  # a scrape must not fail because the store is busy
             log.warning("incident metrics unavailable: %s", exc)
             return
-        yield from (open_, pending, oldest)
+        yield from (open_, pending, oldest, dead)
 
 
 class IncidentMetrics:

@@ -55,7 +55,7 @@ class AlertmanagerConfig(SinkSettings):
     """Extra static labels (e.g. ``team: shop-ops``); must not change while alerts are open."""
     severities: Annotated[dict[LevelKey, str], AfterValidator(with_defaults(DEFAULT_SEVERITIES))
                           ] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
-    resend_interval: Duration = Field(default=60.0, ge=5, le=3600)
+    resend_interval: Duration = Field(default=60.0, ge=1, le=3600)
     """How often the daemon re-sends an open incident; ``endsAt`` is 4 intervals ahead."""
     username: str | None = None
     password: SecretStr | None = None

@@ -21,6 +21,13 @@ from tests.conftest import ROOT, storewatch
 DEMO_CONFIG = ROOT / "config" / "demo.yaml"
 
 
+@pytest.fixture(autouse=True)
+def private_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """demo.yaml's state_dir defaults to ./state: every subprocess here gets its own instead, so
+    the suite leaves the checkout as it found it (no ./state/baselines.db for the demo)."""
+    monkeypatch.setenv("STOREWATCH_STATE_DIR", str(tmp_path / "private-state"))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -120,6 +127,14 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "absent.yaml: cannot read config: No such file or directory" in proc.stderr
+
+
+def test_check_leaves_the_checkout_alone(demo_store: tuple[str, object]) -> None:
+    url, _ = demo_store
+    before = (ROOT / "state").exists()
+    storewatch("check", "-c", str(DEMO_CONFIG), "--site", "demo", env={"STOREWATCH_DEMO_URL": url})
+    assert (ROOT / "state").exists() == before
+    assert (Path(os.environ["STOREWATCH_STATE_DIR"]) / "baselines.db").exists()
 
 
 def test_validate_ok() -> None:
@@ -223,3 +238,83 @@ def test_demo_shows_site_down_appear_and_clear(tmp_path: Path) -> None:
     # the daemon's incident engine: one ticketed incident, the rest suppressed by it
     opened = re.findall(r"incident #\d+ opened: (.*)", proc.stderr)
     assert [line.split(":")[0] for line in opened] == ["[L1] demo — home"]
+
+
+SUBCOMMANDS = [("run",), ("check",), ("validate",), ("demo",), ("demo-store",),
+               ("install-files",), ("incidents", "list"), ("incidents", "show"),
+               ("incidents", "resolve"), ("tickets", "list"), ("tickets", "retry"),
+               ("silence", "add"), ("silence", "list"), ("silence", "remove")]
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS, ids=" ".join)
+def test_every_subcommand_help_has_a_paragraph_statuses_and_an_example(
+        command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    usage, description = out.split("\n\n")[:2]
+    assert usage.startswith("usage: storewatch " + " ".join(command))
+    assert len(description.split()) >= 12, description
+    statuses = out.split("exit status:\n")[1].split("\n\nexample:\n")[0]
+    assert re.match(r"  0  ", statuses), statuses
+    example = out.split("example:\n")[1]
+    assert example.startswith("  storewatch " + command[0])
+
+
+def test_demo_store_help_lists_every_fault(capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+    from agent.demo.storefront import FAULTS
+
+    with pytest.raises(SystemExit):
+        main(["demo-store", "--help"])
+    out = capsys.readouterr().out
+    listed = re.findall(r"^  (\w+) +\S", out.split("faults:\n")[1].split("\n\n")[0], re.M)
+    assert sorted(listed) == sorted(FAULTS)
+
+
+def test_web_config_flag_has_both_spellings(tmp_path: Path) -> None:
+    from agent.cli import _parser
+
+    for flag in ("--web-config-file", "--web.config.file"):
+        args = _parser().parse_args(["run", flag, str(tmp_path / "web.yml")])
+        assert args.web_config_file == tmp_path / "web.yml"
+
+
+def test_check_exits_3_when_the_agents_own_network_is_down(
+        tmp_path: Path, demo_store: tuple[str, object]) -> None:
+    url, _ = demo_store
+    set_faults(url, "server_error")
+    closed = f"http://127.0.0.1:{free_port()}/"
+    config = tmp_path / "offline.yaml"
+    config.write_text(f"sites:\n  - name: shop\n    base_url: {url}\n    checks: [{{name: home}}]\n"
+                      f"incidents:\n  reference_targets: ['{closed}']\n")
+    proc = storewatch("check", "-c", str(config))
+    assert proc.returncode == 3, proc.stderr
+    assert "L1 site_down" in proc.stdout
+    assert proc.stderr == ("storewatch: could not run: no reference target answers, the agent's "
+                           "own network is down; the findings say nothing about the shops\n")
+    # the same findings with a reference target that answers: exit 1, findings
+    config.write_text(config.read_text().replace(closed, url + "/_demo/faults"))
+    assert storewatch("check", "-c", str(config)).returncode == 1
+
+
+def test_install_files_writes_what_a_server_needs(tmp_path: Path) -> None:
+    proc = storewatch("install-files", str(tmp_path / "files"))
+    assert proc.returncode == 0, proc.stderr
+    written = {Path(line).relative_to(tmp_path / "files").as_posix()
+               for line in proc.stdout.splitlines()}
+    assert {"config/systemd/storewatch.service", "config/storewatch.example.yaml",
+            "config/examples/generic.yaml", "config/demo.yaml", "dashboards/fleet-overview.json",
+            "dashboards/rules/alerts.yml", "dashboards/rules/recording.yml"} <= written
+    assert (tmp_path / "files" / "dashboards" / "rules" / "alerts.yml").read_text() == (
+        ROOT / "dashboards" / "rules" / "alerts.yml").read_text()
+    unit = tmp_path / "files" / "config" / "systemd" / "storewatch.service"
+    unit.write_text("# edited\n")
+    again = storewatch("install-files", str(tmp_path / "files"))
+    assert f"{unit} (exists, kept; --force overwrites)" in again.stdout
+    assert unit.read_text() == "# edited\n"
+    storewatch("install-files", "--force", str(tmp_path / "files"))
+    assert unit.read_text() != "# edited\n"

@@ -104,3 +104,29 @@ def test_errors_are_one_line(state: Path, args: list[str], code: int, message: s
     proc = storewatch(*args)
     assert (proc.returncode, proc.stderr.strip()) == (code, message)
     assert "Traceback" not in proc.stderr
+
+
+async def test_dead_letters_make_tickets_list_exit_4_until_retried(state: Path) -> None:
+    store = Store(db_path(state))
+    with store.transaction():
+        store.enqueue(1, "jira", "open", datetime.now(UTC))
+    # the sink is not configured: a dead letter, as a 401 from a tracker would be
+    await Outbox(store, {}, lambda s: SiteInfo()).deliver_due()
+    store.close()
+    listed = storewatch("tickets", "list", "--state-dir", str(state))
+    assert listed.returncode == 4, listed.stderr
+    assert "dead letter #" in listed.stdout and "via jira" in listed.stdout
+    assert listed.stdout.splitlines()[-1] == (
+        "1 dead letter(s): fix the cause, then `storewatch tickets retry`")
+    as_json = storewatch("tickets", "list", "--json", "--state-dir", str(state))
+    assert as_json.returncode == 4
+    assert [d["sink"] for d in json.loads(as_json.stdout)["dead_letters"]] == ["jira"]
+
+    retried = storewatch("tickets", "retry", "--state-dir", str(state))
+    assert (retried.returncode, retried.stdout) == (
+        0, "1 dead letter(s) queued for delivery again\n")
+    assert storewatch("tickets", "list", "--state-dir", str(state)).returncode == 0
+    store = Store(db_path(state))
+    (entry,) = [e for e in store.outbox() if e.sink == "jira"]
+    assert (entry.state, entry.attempts) == ("pending", 0)
+    store.close()

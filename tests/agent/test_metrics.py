@@ -70,6 +70,10 @@ async def test_probe_metrics_with_bounded_labels(agent: Agent, store: DemoStore)
     (build,) = samples["storewatch_build_info"]
     assert build[0]["version"]
     assert samples["storewatch_checks_configured"] == [({}, 2.0)]
+    worst = {lab["check"]: v for lab, v in samples["storewatch_probe_worst_level"]}
+    assert worst == {"home": 0.0, "tops": 0.0}
+    intervals = {lab["check"]: v for lab, v in samples["storewatch_probe_interval_seconds"]}
+    assert intervals == {"home": 1.0, "tops": 1.0}
     assert samples["storewatch_config_last_reload_successful"] == [({}, 1.0)]
     assert samples["storewatch_scheduler_lateness_seconds_count"][0][1] >= 2
     for name, series in samples.items():
@@ -92,6 +96,36 @@ async def test_findings_show_up_by_level(agent: Agent, store: DemoStore) -> None
     totals = {(lab["kind"], lab["level"]) for lab, v in samples["storewatch_findings_total"]
               if v > 0}
     assert {("site_down", "L1"), ("partial_outage", "L2")} <= totals
+    success = {lab["check"]: v for lab, v in samples["storewatch_probe_success"]}
+    worst = {lab["check"]: v for lab, v in samples["storewatch_probe_worst_level"]}
+    assert (success, worst) == ({"home": 0.0, "tops": 0.0}, {"home": 1.0, "tops": 2.0})
+
+
+async def test_a_slow_but_working_check_passes_with_its_level_shown(store: DemoStore,
+                                                                     tmp_path: Path) -> None:
+    """An L3 slow_response on a request that succeeded: success stays 1, worst level 3."""
+    config = Config.model_validate({
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "state_dir": str(tmp_path / "s")},
+        "sites": [{"name": "shop", "base_url": store.url, "interval": "1s", "timeout": "0.8s",
+                   "checks": [{"name": "home", "type": "availability", "path": "/",
+                               "latency_threshold": "0.001s"}]}],
+    })
+    running = Agent("test.yaml", config)
+    task = asyncio.create_task(running.serve())
+    try:
+        for _ in range(100):
+            samples = parse((await scrape(running)).text)
+            if samples.get("storewatch_probe_worst_level"):
+                break
+            await asyncio.sleep(0.05)
+        findings = {lab["level"]: v for lab, v in samples["storewatch_probe_findings"]}
+        assert findings["L3"] == 1.0 and findings["L1"] == findings["L2"] == 0.0
+        assert samples["storewatch_probe_success"] == [({"site": "shop", "check": "home"}, 1.0)]
+        assert samples["storewatch_probe_worst_level"] == [
+            ({"site": "shop", "check": "home"}, 3.0)]
+    finally:
+        running.stop()
+        await task
 
 
 async def test_every_exported_family_is_in_the_catalog(agent: Agent) -> None:
@@ -160,6 +194,7 @@ async def test_incident_and_outbox_metrics(tmp_path: Path, store: DemoStore) -> 
         assert opened[("shop", "L1")] == 1.0
         assert samples["storewatch_outbox_pending"] == [({}, 0.0)]
         assert samples["storewatch_outbox_oldest_pending_age_seconds"] == [({}, 0.0)]
+        assert samples["storewatch_outbox_dead_letters"] == [({}, 0.0)]
     finally:
         running.stop()
         await task

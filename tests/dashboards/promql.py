@@ -18,6 +18,7 @@ RULE_FILES = (RULES / "recording.yml", RULES / "alerts.yml")
 
 # What Grafana puts in for its variables when the test evaluates a query.
 GRAFANA_VARS = {"$__rate_interval": "15s", "$__range": "1m", "$site": ".*", "$instance": ".*",
+                "$job": ".*",
                 "$checkout_check": "checkout.*"}
 
 

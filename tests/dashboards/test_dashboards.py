@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,11 +62,15 @@ def test_dashboard_is_importable_as_is(path: Path) -> None:
     variables = {v["name"]: v for v in doc["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
-    assert "site" in variables
+    assert "site" in variables and "job" in variables and "instance" in variables
     assert "__inputs" not in doc  # no import-time prompts: the datasource is a variable
     ids = [p["id"] for p in doc["panels"]]
     assert len(ids) == len(set(ids))
     for panel in doc["panels"]:
+        assert len(panel.get("description", "")) > 20, f"{panel['title']}: no description"
+        for target in panel["targets"]:  # every agent-side selector honours job and instance
+            for selector in re.findall(r"storewatch_\w+(?::\w+)?(?:\{[^}]*\})?", target["expr"]):
+                assert 'job=~"$job"' in selector, (panel["title"], selector)
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
         assert panel["targets"], panel["title"]
@@ -90,7 +95,19 @@ def test_promtool_check_rules() -> None:
     proc = subprocess.run([promtool(), "check", "rules", *map(str, RULE_FILES)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 7 rules found" in proc.stdout and "SUCCESS: 9 rules found" in proc.stdout
+    assert "SUCCESS: 8 rules found" in proc.stdout and "SUCCESS: 11 rules found" in proc.stdout
+
+
+def test_every_alert_has_a_runbook_section_in_the_docs() -> None:
+    docs = (RULES.parent.parent / "docs" / "metrics.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", docs, re.M)}
+    base = "https://github.com/storewatch/storewatch/blob/main/docs/metrics.md#"
+    for group in yaml.safe_load((RULES / "alerts.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            url = rule["annotations"]["runbook_url"]
+            assert url == base + rule["alert"].lower(), url
+            assert url.removeprefix(base) in anchors, f"docs/metrics.md lacks ### {rule['alert']}"
 
 
 def test_promtool_test_rules() -> None:

@@ -118,3 +118,36 @@ def test_check_command_reports_a_missing_service(write_config: Callable[[str], P
     assert set(results) == {"home", "host", "service-php-fpm"}
     (finding,) = results["service-php-fpm"]["findings"]
     assert (finding["kind"], finding["level"]) == ("service_down", 2)
+
+
+async def test_node_metrics_off_keeps_findings_but_exports_no_machine_series(
+        store: DemoStore, tmp_path: Path, marked_process: subprocess.Popen[bytes]) -> None:
+    """For servers that run node_exporter: thresholds still become findings; /metrics has no
+    CPU/memory/filesystem/service series of its own."""
+    mail = tmp_path / "queue"
+    mail.write_text('#!/bin/sh\necho \'{"messages": 9, "oldest_age_seconds": 120}\'\n')
+    mail.chmod(0o755)
+    config = host_config(store.url, str(mail))
+    assert config.host is not None
+    config = config.model_copy(update={"host": config.host.model_copy(
+        update={"node_metrics": False})})
+    running = Agent("test.yaml", config)
+    task = asyncio.create_task(running.serve())
+    try:
+        for _ in range(100):
+            if len(running.latest.snapshot()) == 5:
+                break
+            await asyncio.sleep(0.05)
+        latest = {o.result.check: o for o in running.latest.snapshot()}
+        assert [c.finding.kind for c in latest["service-php-fpm"].classified] == [
+            FindingKind.SERVICE_DOWN]
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(running.metrics_url)).text
+    finally:
+        running.stop()
+        await task
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    host = {n for n in names if n.startswith("storewatch_host_")}
+    assert host == {"storewatch_host_info"}
+    assert "storewatch_mail_queue_messages" in names
+    assert {"storewatch_probe_success", "storewatch_probe_worst_level"} <= names
