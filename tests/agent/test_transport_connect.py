@@ -22,8 +22,12 @@ import httpx
 import pytest
 from aiohttp import web
 
+from agent.config.loader import load_config_text
+from agent.config.schema import Config
+from agent.errors import ConfigError
 from agent.httpclient import FetchError, FetchResult, HttpClients, fetch
 from agent.transport import AddrInfo, LeanTransport, Resolver, _interleaved
+from tests.agent.commerce import one_check, run_check
 from tests.agent.servers import serve
 from tests.conftest import TLSMaterial
 
@@ -300,3 +304,47 @@ async def test_header_injection_is_refused_before_sending(headers: dict[str, str
     assert "header injection" in result.message
     assert isinstance(clean, FetchResult)
     assert len(received) == 1 and b"X-Injected" not in received[0]
+
+
+async def test_shop_supplied_header_value_with_crlf_is_a_finding_naming_the_step() -> None:
+    received: list[str | None] = []
+
+    async def token(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"token": "abc\r\nX-Injected: yes"})
+
+    async def use(request: web.Request) -> web.StreamResponse:
+        received.append(request.headers.get("X-Injected"))
+        return web.Response(text="ok")
+
+    async with serve({"/token": token, "/use": use}) as url:
+        cfg = one_check(url, {"name": "flow", "type": "checkout", "steps": [
+            {"name": "get-token", "path": "/token", "extract": {"token": {"json": "$.token"}}},
+            {"name": "use-token", "path": "/use", "headers": {"X-Token": "{{ token }}"}},
+        ]})
+        clients = HttpClients("storewatch-test", env={})
+        try:
+            result = await run_check(clients, cfg)
+        finally:
+            await clients.aclose()
+    assert received == []
+    assert len(result.findings) == 1
+    summary = result.findings[0].summary
+    assert summary.startswith("step 'use-token': header 'X-Token'") and "injection" in summary
+
+
+@pytest.mark.parametrize(("headers_yaml", "problem"), [
+    ('{X-Token: "abc\\r\\nX-Injected: yes"}', "line break"),
+    ('{"X Token": "abc"}', "not a valid HTTP header name"),
+])
+def test_configured_header_injection_is_a_config_error_with_its_line(
+        headers_yaml: str, problem: str) -> None:
+    text = ("sites:\n"
+            "  - name: shop\n"
+            "    base_url: https://shop.example\n"
+            "    checks:\n"
+            "      - name: home\n"
+            f"        headers: {headers_yaml}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, Config, filename="cfg.yaml", env={})
+    message = str(caught.value)
+    assert message.startswith("cfg.yaml:6: ") and problem in message, message
