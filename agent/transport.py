@@ -273,15 +273,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         exchange = _Exchange(loop, request.method == "HEAD")
         tls = self._ssl if scheme == "https" else None
+        connecting = self._connect(loop, exchange, proxy, host, port, tls, connect_timeout)
         try:
-            async with asyncio.timeout(connect_timeout):
-                if proxy is None:
-                    sock = await self._open(loop, host, port, connect_timeout)
-                    await loop.create_connection(lambda: exchange, sock=sock, ssl=tls,
-                                                 server_hostname=host if tls else None)
-                else:
-                    await self._via_proxy(loop, exchange, proxy, host, port, tls,
-                                          connect_timeout)
+            if connect_timeout is None:  # the caller's own deadline bounds it (fetch does)
+                await connecting
+            else:
+                async with asyncio.timeout(connect_timeout):
+                    await connecting
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connect to {_authority(host, port)} timed out",
                                        request=request) from None
@@ -303,6 +301,21 @@ class LeanTransport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": exchange.reason,
                         "network_stream": _NetworkStream(transport)},
         )
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,
+                       proxy: Proxy | None, host: str, port: int, tls: ssl.SSLContext | None,
+                       attempt_timeout: float | None) -> None:
+        """Connect ``exchange`` to ``host:port`` (directly or through ``proxy``), TLS included."""
+        if proxy is not None:
+            await self._via_proxy(loop, exchange, proxy, host, port, tls, attempt_timeout)
+            return
+        sock = await self._open(loop, host, port, attempt_timeout)
+        try:
+            await loop.create_connection(lambda: exchange, sock=sock, ssl=tls,
+                                         server_hostname=host if tls else None)
+        except BaseException:
+            sock.close()
+            raise
 
     async def _open(self, loop: asyncio.AbstractEventLoop, host: str, port: int,
                     attempt_timeout: float | None) -> socket.socket:
@@ -327,11 +340,15 @@ class LeanTransport(httpx.AsyncBaseTransport):
             sock = await self._open(loop, proxy.host, proxy.port, attempt_timeout)
         except OSError as exc:
             raise OSError(f"proxy {proxy.where}: {exc}") from exc
-        if tls is None:
-            await loop.create_connection(lambda: exchange, sock=sock)
-            return
         reply = _TunnelReply(loop)
-        raw, _ = await loop.create_connection(lambda: reply, sock=sock)
+        try:
+            if tls is None:
+                await loop.create_connection(lambda: exchange, sock=sock)
+                return
+            raw, _ = await loop.create_connection(lambda: reply, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         try:
             authority = _authority(host, port).encode("ascii")
             lines = [b"CONNECT " + authority + b" HTTP/1.1", b"Host: " + authority]
@@ -389,8 +406,11 @@ async def _attempt(loop: asyncio.AbstractEventLoop, info: AddrInfo,
     sock = socket.socket(family, kind, proto)
     try:
         sock.setblocking(False)
-        async with asyncio.timeout(timeout):
+        if timeout is None:
             await loop.sock_connect(sock, address)
+        else:
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, address)
     except BaseException:
         sock.close()
         raise
