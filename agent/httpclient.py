@@ -271,6 +271,9 @@ async def fetch(
         failure, message = describe_transport_error(exc)
         request_url = str(exc.request.url) if _has_request(exc) else url
         return FetchError(failure, message, request_url, time.perf_counter() - start)
+    except httpx.InvalidURL as exc:  # e.g. a redirect or a shop-supplied value with CR/LF
+        return FetchError(FetchFailure.PROTOCOL, f"invalid URL: {exc}", url,
+                          time.perf_counter() - start)
 
 
 def _has_request(exc: httpx.HTTPError) -> bool:

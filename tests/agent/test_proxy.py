@@ -4,7 +4,12 @@ only to the proxy and never in text."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import ssl
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +21,7 @@ from agent.config.schema import Config
 from agent.config.secrets import clear_secrets, registered_secrets, scrub
 from agent.errors import ConfigError
 from agent.httpclient import FetchError, FetchResult, HttpClients, fetch
+from agent.proxy import ProxyRules
 from agent.sinks.transport import TrackerClient
 from tests.agent.commerce import one_check, run_check
 from tests.agent.proxy_server import loopback_proxy
@@ -193,3 +199,86 @@ async def test_tracker_requests_honour_the_environment_proxy(
             await clients.aclose()
     assert answer.status_code == 201
     assert [s.line for s in proxy.seen] == [f"POST {url}/api/issues HTTP/1.1"]
+
+
+@pytest.mark.parametrize(("entries", "host", "port", "bypass"), [
+    ("*", "shop.example", 443, True),
+    ("shop.example", "shop.example", 443, True),
+    ("shop.example", "www.shop.example", 443, True),
+    (".shop.example", "www.shop.example", 443, True),
+    ("shop.example", "myshop.example", 443, False),
+    ("10.0.0.0/8", "10.1.2.3", 80, True),
+    ("10.0.0.0/8", "11.1.2.3", 80, False),
+    ("::1", "::1", 80, True),
+    ("shop.example:8443", "shop.example", 443, False),
+    ("shop.example:8443", "shop.example", 8443, True),
+    ("[::1]:8080", "::1", 8080, True),
+])
+def test_no_proxy_matching(entries: str, host: str, port: int, bypass: bool) -> None:
+    rules = ProxyRules.from_env({"HTTPS_PROXY": "http://127.0.0.1:3128", "NO_PROXY": entries})
+    assert (rules.for_target("https", host, port) is None) == bypass
+
+
+@pytest.fixture
+def tinyproxy(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """Debian's tinyproxy on 127.0.0.1:<free port> with Basic auth (.ci/run installs it);
+    yields its port and log file, stopped by PID."""
+    binary = shutil.which("tinyproxy")
+    if binary is None:
+        pytest.skip("tinyproxy is not installed (.ci/run installs Debian's tinyproxy)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "tinyproxy.log"
+    conf = [f"Port {port}", "Listen 127.0.0.1", "Timeout 30", "Allow 127.0.0.1",
+            f"BasicAuth {USER} {PASSWORD}", "LogLevel Connect", "MaxClients 20"]
+    if os.geteuid() == 0:  # it drops privileges; the log is our open file, not its path
+        conf += ["User nobody", "Group nogroup"]
+    (tmp_path / "tinyproxy.conf").write_text("\n".join(conf) + "\n")
+    with log.open("wb") as log_file:  # in the foreground it logs to stdout
+        process = subprocess.Popen([binary, "-d", "-c", str(tmp_path / "tinyproxy.conf")],
+                                   stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(200):  # until it accepts connections (or dies)
+            if process.poll() is not None:
+                pytest.fail(f"tinyproxy exited: {log.read_text()[-300:]}")
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("tinyproxy did not start listening")
+        yield port, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def test_through_debian_tinyproxy(tinyproxy: tuple[int, Path],
+                                        tls_material: TLSMaterial) -> None:
+    port, log = tinyproxy
+    origin: list[dict[str, str]] = []
+    proxy_url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}"
+    async with serve({"/": recording(origin)}, tls_server(tls_material)) as https_url, \
+            serve({"/": recording(origin)}) as http_url:
+        clients = HttpClients("storewatch-test",
+                              env={"HTTPS_PROXY": proxy_url, "HTTP_PROXY": proxy_url})
+        try:
+            secure = await fetch(clients.get(ca_file=tls_material.ca_cert), https_url + "/",
+                                 timeout=10, max_body_bytes=100, max_redirects=0)
+            plain = await fetch(clients.get(), http_url + "/", timeout=10, max_body_bytes=100,
+                                max_redirects=0)
+        finally:
+            await clients.aclose()
+    assert isinstance(secure, FetchResult), secure
+    assert isinstance(plain, FetchResult), plain
+    assert secure.body == plain.body == b"through"
+    assert secure.cert_not_after is not None
+    text = log.read_text()
+    assert f"CONNECT {https_url.removeprefix('https://')} HTTP/1.1" in text, text[-500:]
+    assert f"GET {http_url}/ HTTP/1.1" in text, text[-500:]
+    assert not any(k.lower() == "proxy-authorization" for h in origin for k in h)

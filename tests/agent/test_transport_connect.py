@@ -348,3 +348,21 @@ def test_configured_header_injection_is_a_config_error_with_its_line(
         load_config_text(text, Config, filename="cfg.yaml", env={})
     message = str(caught.value)
     assert message.startswith("cfg.yaml:6: ") and problem in message, message
+
+
+async def test_shop_supplied_path_with_crlf_is_a_finding_not_a_crash() -> None:
+    async def token(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"next": "x\r\nX-Injected: yes"})
+
+    async with serve({"/token": token}) as url:
+        cfg = one_check(url, {"name": "flow", "type": "checkout", "steps": [
+            {"name": "get-next", "path": "/token", "extract": {"next": {"json": "$.next"}}},
+            {"name": "follow", "path": "/{{ next }}"},
+        ]})
+        clients = HttpClients("storewatch-test", env={})
+        try:
+            result = await run_check(clients, cfg)
+        finally:
+            await clients.aclose()
+    assert [f.summary.split(":")[0] for f in result.findings] == ["step 'follow'"]
+    assert "invalid URL" in result.findings[0].summary
