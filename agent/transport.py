@@ -273,7 +273,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         exchange = _Exchange(loop, request.method == "HEAD")
         tls = self._ssl if scheme == "https" else None
-        connecting = self._connect(loop, exchange, proxy, host, port, tls, connect_timeout)
+        connecting: Awaitable[object]
+        if proxy is None and _literal(host, port) is not None:
+            # One address, nothing to race or resolve: asyncio's own (cheapest) path.
+            connecting = loop.create_connection(lambda: exchange, host, port, ssl=tls,
+                                                server_hostname=host if tls else None)
+        else:
+            connecting = self._connect(loop, exchange, proxy, host, port, tls, connect_timeout)
         try:
             if connect_timeout is None:  # the caller's own deadline bounds it (fetch does)
                 await connecting
