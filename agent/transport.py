@@ -344,6 +344,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         proxy connection itself for http (the request goes in absolute form)."""
         try:
             sock = await self._open(loop, proxy.host, proxy.port, attempt_timeout)
+        except TimeoutError:
+            raise
         except OSError as exc:
             raise OSError(f"proxy {proxy.where}: {exc}") from exc
         reply = _TunnelReply(loop)
@@ -375,7 +377,6 @@ class LeanTransport(httpx.AsyncBaseTransport):
         if secured is None:  # pragma: no cover - only when the loop is closing
             raise OSError("TLS through the proxy tunnel could not start")
         exchange.connection_made(secured)
-
 
 
 def _literal(host: str, port: int) -> list[AddrInfo] | None:

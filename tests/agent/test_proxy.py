@@ -25,7 +25,7 @@ from agent.proxy import ProxyRules
 from agent.sinks.transport import TrackerClient
 from tests.agent.commerce import one_check, run_check
 from tests.agent.proxy_server import loopback_proxy
-from tests.agent.servers import Handler, serve
+from tests.agent.servers import Handler, free_port, serve
 from tests.conftest import TLSMaterial
 
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -282,3 +282,16 @@ async def test_through_debian_tinyproxy(tinyproxy: tuple[int, Path],
     assert f"CONNECT {https_url.removeprefix('https://')} HTTP/1.1" in text, text[-500:]
     assert f"GET {http_url}/ HTTP/1.1" in text, text[-500:]
     assert not any(k.lower() == "proxy-authorization" for h in origin for k in h)
+
+
+async def test_unreachable_proxy_is_a_connect_failure_naming_it() -> None:
+    port = await free_port()
+    clients = HttpClients("storewatch-test", env={"HTTP_PROXY": f"http://127.0.0.1:{port}"})
+    try:
+        result = await fetch(clients.get(), "http://127.0.0.1:9/", timeout=5,
+                             max_body_bytes=100, max_redirects=0)
+    finally:
+        await clients.aclose()
+    assert isinstance(result, FetchError)
+    assert result.failure.value == "connect"
+    assert f"proxy 127.0.0.1:{port}" in result.message
