@@ -32,7 +32,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from agent.transport import LeanTransport
+from agent.errors import ConfigError
+from agent.proxy import ProxyRules, parse_proxy_url
+from agent.transport import LeanTransport, TransportFactory
 
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -148,20 +150,32 @@ class _ProbeClient(httpx.AsyncClient):
         """Ignored: the shared client carries no cookies."""
 
 
-_TLSKey = tuple[bool, str | None]
+_ClientKey = tuple[bool, str | None, str | None]
 
 
-def _tls_key(verify: bool, ca_file: Path | None) -> _TLSKey:
+def _tls_key(verify: bool, ca_file: Path | None) -> tuple[bool, str | None]:
     return verify, str(ca_file) if ca_file else None
 
 
 class HttpClients:
-    """The shared client stack: one AsyncClient (and SSL context) per TLS setting."""
+    """The shared client stack: one AsyncClient per TLS setting and proxy, one SSL context per
+    TLS setting.
 
-    def __init__(self, user_agent: str) -> None:
+    Requests honour ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` (read once, here)
+    unless a site names its own ``proxy``. ``transport`` builds each client's transport from
+    its SSL context and proxy rules (default: ``LeanTransport``; tests inject others).
+    """
+
+    def __init__(self, user_agent: str, *, transport: TransportFactory | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self._user_agent = user_agent
-        self._clients: dict[_TLSKey, httpx.AsyncClient] = {}
-        self._contexts: dict[_TLSKey, ssl.SSLContext] = {}
+        self._transport = transport or LeanTransport
+        try:
+            self._env_proxies = ProxyRules.from_env(env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self._clients: dict[_ClientKey, httpx.AsyncClient] = {}
+        self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
 
     def ssl_context(self, *, verify: bool = True, ca_file: Path | None = None) -> ssl.SSLContext:
         """The SSL context of a TLS setting, built on first use and shared afterwards."""
@@ -171,17 +185,20 @@ class HttpClients:
             context = self._contexts[key] = _ssl_context(verify, ca_file)
         return context
 
-    def get(self, *, verify: bool = True, ca_file: Path | None = None) -> httpx.AsyncClient:
-        """The client for a TLS setting, built on first use and shared afterwards."""
-        key = _tls_key(verify, ca_file)
+    def get(self, *, verify: bool = True, ca_file: Path | None = None,
+            proxy: str | None = None) -> httpx.AsyncClient:
+        """The client for a TLS setting (and a site's ``proxy`` URL, which overrides the
+        environment's proxies), built on first use and shared afterwards."""
+        key = (*_tls_key(verify, ca_file), proxy)
         client = self._clients.get(key)
         if client is None:
             context = self.ssl_context(verify=verify, ca_file=ca_file)
+            rules = ProxyRules.only(parse_proxy_url(proxy)) if proxy else self._env_proxies
             client = _ProbeClient(
                 verify=context,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
-                transport=LeanTransport(context),
+                transport=self._transport(context, rules),
                 # Only the codings fetch decodes with a bound (br/zstd would be decoded unbounded)
                 headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip, deflate"},
                 trust_env=False,
@@ -254,6 +271,9 @@ async def fetch(
         failure, message = describe_transport_error(exc)
         request_url = str(exc.request.url) if _has_request(exc) else url
         return FetchError(failure, message, request_url, time.perf_counter() - start)
+    except httpx.InvalidURL as exc:  # e.g. a redirect or a shop-supplied value with CR/LF
+        return FetchError(FetchFailure.PROTOCOL, f"invalid URL: {exc}", url,
+                          time.perf_counter() - start)
 
 
 def _has_request(exc: httpx.HTTPError) -> bool:

@@ -6,8 +6,9 @@ machinery is not needed: this transport writes the request itself, parses the re
 ``httptools`` (llhttp, C) from an ``asyncio.Protocol``, and closes the connection when the body
 is done or the response is closed. What it keeps of httpx's contract:
 
-* ``request.extensions["timeout"]``: ``connect`` bounds DNS + TCP + TLS, ``read`` bounds each
-  wait for data; they raise ``httpx.ConnectTimeout`` / ``httpx.ReadTimeout``.
+* ``request.extensions["timeout"]``: ``connect`` bounds DNS + TCP + TLS (and each connection
+  attempt), ``read`` bounds each wait for data; they raise ``httpx.ConnectTimeout`` /
+  ``httpx.ReadTimeout``.
 * Connection failures raise ``httpx.ConnectError`` chained to the OS/TLS error (so
   ``describe_transport_error`` sees DNS, refused and certificate errors); malformed or cut-off
   responses raise ``httpx.RemoteProtocolError``.
@@ -16,25 +17,40 @@ is done or the response is closed. What it keeps of httpx's contract:
 * ``response.extensions["network_stream"]`` answers ``get_extra_info("ssl_object")`` for the
   peer certificate.
 
-httpcore (with anyio and h11, ~3 MiB of RSS) is not imported unless needed: when a test library
-has patched httpcore's connection pool (respx's default mocker), requests go to a stock httpx
-transport instead, so the patch still intercepts them.
+Connecting like a browser: the host is the URL's A-label (IDNA 2008, as httpx encodes it) for
+DNS, SNI and ``Host``; every address is resolved and raced with Happy Eyeballs (RFC 8305:
+families interleaved, the next attempt after 250 ms or as soon as one fails, the first
+connection wins), so an address that drops packets costs 250 ms, not the probe. Requests go
+through an HTTP proxy when ``agent.proxy`` rules say so (CONNECT for https). Header names and
+values with CR, LF or NUL are refused before anything is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 import ssl
-import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import httptools
 import httpx
 
+from agent.proxy import Proxy, ProxyRules
+
 HIGH_WATER = 256 * 1024
 """Buffered body bytes above which the socket is paused until the reader catches up."""
+
+CONNECT_ATTEMPT_TIMEOUT = 10.0
+"""Seconds one connection attempt may take when the request sets no connect timeout."""
+
+HAPPY_EYEBALLS_DELAY = 0.25
+"""RFC 8305's Connection Attempt Delay: the next address is tried after this (or at once
+when an attempt fails), while earlier attempts keep going."""
+
+AddrInfo = tuple[int, int, int, str, tuple[Any, ...]]
 
 
 
@@ -205,54 +221,80 @@ class _NetworkStream:
         return self._transport.get_extra_info(info)
 
 
+class _TunnelReply(asyncio.Protocol):
+    """A proxy's answer to CONNECT: the status line and headers, nothing after them."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[bytes] = loop.create_future()
+        self._data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._data += data
+        end = self._data.find(b"\r\n\r\n")
+        if end >= 0 and not self.done.done():
+            self.done.set_result(self._data[:end])
+        elif len(self._data) > 64 * 1024 and not self.done.done():
+            self.done.set_exception(OSError("proxy answered CONNECT with an oversized header"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(OSError("proxy closed the connection during CONNECT"))
+
+
+Resolver = Callable[[str, int], Awaitable[Sequence[AddrInfo]]]
+"""``(host, port)`` → ``getaddrinfo``-shaped address records (the default asks the OS)."""
+
+TransportFactory = Callable[[ssl.SSLContext, ProxyRules], httpx.AsyncBaseTransport]
+"""Builds the transport of one shared client (tests inject e.g. a respx router)."""
+
+
 class LeanTransport(httpx.AsyncBaseTransport):
     """Fresh-connection HTTP/1.1 transport over asyncio with a C response parser."""
 
-    def __init__(self, ssl_context: ssl.SSLContext) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext, proxies: ProxyRules | None = None, *,
+                 resolver: Resolver | None = None) -> None:
         self._ssl = ssl_context
-        self._stock: httpx.AsyncHTTPTransport | None = None
-
-    async def aclose(self) -> None:
-        """Close the stock fallback transport if one was made (lean connections close alone)."""
-        if self._stock is not None:
-            await self._stock.aclose()
+        self._proxies = proxies if proxies else None
+        self._resolver = resolver
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on a new connection and return the response with a streaming body."""
-        if _httpcore_patched():
-            if self._stock is None:
-                self._stock = httpx.AsyncHTTPTransport(
-                    verify=self._ssl, trust_env=False,
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=0))
-            return await self._stock.handle_async_request(request)
         url = request.url
         scheme = url.scheme
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}")
-        host = url.host
+        # The A-label host (IDNA 2008, as httpx encoded it) for DNS, SNI and Host alike.
+        host = url.raw_host.decode("ascii")
         port = url.port or (443 if scheme == "https" else 80)
+        proxy = self._proxies.for_target(scheme, host, port) if self._proxies else None
+        head = _head(request, await request.aread(), proxy if scheme == "http" else None)
         timeouts = request.extensions.get("timeout", {})
+        connect_timeout = timeouts.get("connect")
         loop = asyncio.get_running_loop()
         exchange = _Exchange(loop, request.method == "HEAD")
         tls = self._ssl if scheme == "https" else None
-        connect = loop.create_connection(lambda: exchange, host, port, ssl=tls,
-                                         server_hostname=host if tls else None)
-        connect_timeout = timeouts.get("connect")
+        connecting: Awaitable[object]
+        if proxy is None and _literal(host, port) is not None:
+            # One address, nothing to race or resolve: asyncio's own (cheapest) path.
+            connecting = loop.create_connection(lambda: exchange, host, port, ssl=tls,
+                                                server_hostname=host if tls else None)
+        else:
+            connecting = self._connect(loop, exchange, proxy, host, port, tls, connect_timeout)
         try:
             if connect_timeout is None:  # the caller's own deadline bounds it (fetch does)
-                await connect
+                await connecting
             else:
                 async with asyncio.timeout(connect_timeout):
-                    await connect
+                    await connecting
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"connect to {host}:{port} timed out",
+            raise httpx.ConnectTimeout(f"connect to {_authority(host, port)} timed out",
                                        request=request) from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
         transport = exchange.transport
-        assert transport is not None  # set by connection_made before create_connection returns
+        assert transport is not None  # set once the connection (or the tunnel's TLS) is up
         try:
-            transport.write(await _head(request))
+            transport.write(head)
             read_timeout = timeouts.get("read")
             while not exchange.headers_done:
                 await exchange.wait(read_timeout)
@@ -266,19 +308,178 @@ class LeanTransport(httpx.AsyncBaseTransport):
                         "network_stream": _NetworkStream(transport)},
         )
 
+    async def _connect(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,
+                       proxy: Proxy | None, host: str, port: int, tls: ssl.SSLContext | None,
+                       attempt_timeout: float | None) -> None:
+        """Connect ``exchange`` to ``host:port`` (directly or through ``proxy``), TLS included."""
+        if proxy is not None:
+            await self._via_proxy(loop, exchange, proxy, host, port, tls, attempt_timeout)
+            return
+        sock = await self._open(loop, host, port, attempt_timeout)
+        try:
+            await loop.create_connection(lambda: exchange, sock=sock, ssl=tls,
+                                         server_hostname=host if tls else None)
+        except BaseException:
+            sock.close()
+            raise
 
-def _httpcore_patched() -> bool:
-    httpcore = sys.modules.get("httpcore")
-    if httpcore is None:
-        return False
-    handler = httpcore.AsyncConnectionPool.handle_async_request
-    return not getattr(handler, "__module__", "").startswith("httpcore.")
+    async def _open(self, loop: asyncio.AbstractEventLoop, host: str, port: int,
+                    attempt_timeout: float | None) -> socket.socket:
+        """A connected socket to ``host:port``: every address, raced as RFC 8305 says."""
+        infos = _literal(host, port)
+        if infos is None:
+            resolver = self._resolver
+            infos = list(await (resolver(host, port) if resolver is not None else
+                                loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+            if not infos:
+                raise socket.gaierror(socket.EAI_NONAME, f"no address for {host}")
+        if len(infos) == 1:
+            return await _attempt(loop, infos[0], attempt_timeout)
+        return await _race(loop, _interleaved(infos), attempt_timeout or CONNECT_ATTEMPT_TIMEOUT)
+
+    async def _via_proxy(self, loop: asyncio.AbstractEventLoop, exchange: _Exchange,
+                         proxy: Proxy, host: str, port: int, tls: ssl.SSLContext | None,
+                         attempt_timeout: float | None) -> None:
+        """Connect ``exchange`` through ``proxy``: a CONNECT tunnel (then TLS) for https, the
+        proxy connection itself for http (the request goes in absolute form)."""
+        try:
+            sock = await self._open(loop, proxy.host, proxy.port, attempt_timeout)
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise OSError(f"proxy {proxy.where}: {exc}") from exc
+        reply = _TunnelReply(loop)
+        try:
+            if tls is None:
+                await loop.create_connection(lambda: exchange, sock=sock)
+                return
+            raw, _ = await loop.create_connection(lambda: reply, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            authority = _authority(host, port).encode("ascii")
+            lines = [b"CONNECT " + authority + b" HTTP/1.1", b"Host: " + authority]
+            if proxy.authorization is not None:
+                lines.append(b"Proxy-Authorization: " + proxy.authorization)
+            raw.write(b"\r\n".join(lines) + b"\r\n\r\n")
+            status_line = (await reply.done).split(b"\r\n", 1)[0]
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/") \
+                    or not parts[1].startswith(b"2"):
+                shown = status_line[:80].decode("latin-1")
+                raise OSError(f"proxy {proxy.where} refused CONNECT to "
+                              f"{_authority(host, port)}: {shown}")
+            secured = await loop.start_tls(raw, exchange, tls, server_hostname=host)
+        except BaseException:
+            raw.close()
+            raise
+        if secured is None:  # pragma: no cover - only when the loop is closing
+            raise OSError("TLS through the proxy tunnel could not start")
+        exchange.connection_made(secured)
 
 
-async def _head(request: httpx.Request) -> bytes:
-    """Request line, headers (``Connection: close``) and body, ready to write."""
-    body = await request.aread()
-    target = request.url.raw_path
+def _literal(host: str, port: int) -> list[AddrInfo] | None:
+    """An IP-literal host needs no resolver (and no executor hop)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        address: tuple[Any, ...] = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
+    return None
+
+
+def _interleaved(infos: Sequence[AddrInfo]) -> list[AddrInfo]:
+    """The resolver's order, families alternating, starting with the first one (RFC 8305 §4)."""
+    by_family: dict[int, deque[AddrInfo]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], deque()).append(info)
+    queues = list(by_family.values())
+    order: list[AddrInfo] = []
+    while queues:
+        for queue in list(queues):
+            order.append(queue.popleft())
+            if not queue:
+                queues.remove(queue)
+    return order
+
+
+async def _attempt(loop: asyncio.AbstractEventLoop, info: AddrInfo,
+                   timeout: float | None) -> socket.socket:
+    """One TCP connection attempt with its own deadline; the socket is closed on failure."""
+    family, kind, proto, _, address = info
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        if timeout is None:
+            await loop.sock_connect(sock, address)
+        else:
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _race(loop: asyncio.AbstractEventLoop, infos: list[AddrInfo],
+                attempt_timeout: float) -> socket.socket:
+    """Happy Eyeballs: start an attempt, then the next one after ``HAPPY_EYEBALLS_DELAY`` or
+    as soon as one fails; the first connected socket wins and the other attempts are
+    cancelled (their sockets closed)."""
+    waiting = deque(infos)
+    running: set[asyncio.Task[socket.socket]] = set()
+    errors: list[BaseException] = []
+    winner: socket.socket | None = None
+    try:
+        while waiting or running:
+            if waiting:
+                running.add(loop.create_task(_attempt(loop, waiting.popleft(), attempt_timeout)))
+            done, _ = await asyncio.wait(running, timeout=HAPPY_EYEBALLS_DELAY if waiting
+                                         else None, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                running.discard(task)
+                error = task.exception()
+                if error is not None:
+                    errors.append(error)
+                elif winner is None:
+                    winner = task.result()
+                else:  # two connected at once: keep the first
+                    task.result().close()
+            if winner is not None:
+                return winner
+    finally:
+        for task in running:
+            task.cancel()
+    if all(isinstance(e, TimeoutError) for e in errors):
+        raise TimeoutError
+    failures = [e for e in errors if not isinstance(e, TimeoutError)]
+    if len(errors) == 1 or len({str(e) for e in errors}) == 1:
+        raise failures[0]
+    described = "; ".join(dict.fromkeys(str(e) or type(e).__name__ for e in errors))
+    raise OSError(f"all {len(errors)} addresses failed: {described}") from failures[0]
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_FORBIDDEN_IN_HEAD = re.compile(rb"[\r\n\0]")
+
+
+def _head(request: httpx.Request, body: bytes, proxy: Proxy | None) -> bytes:
+    """Request line, headers (``Connection: close``) and body, ready to write; in absolute
+    form with ``Proxy-Authorization`` when it goes to an http forward ``proxy``.
+
+    A header name or value with CR, LF or NUL (which would let a value inject headers or a
+    second request) raises ``httpx.LocalProtocolError``: nothing is sent.
+    """
+    url = request.url
+    target = url.raw_path
+    if proxy is not None:
+        target = url.raw_scheme + b"://" + url.netloc + target
     lines = [request.method.encode("ascii") + b" " + target + b" HTTP/1.1"]
     chunked = False
     for name, value in request.headers.raw:
@@ -291,5 +492,22 @@ async def _head(request: httpx.Request) -> bytes:
         lines.append(name + b": " + value)
     if chunked:
         lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
+    if proxy is not None and proxy.authorization is not None:
+        lines.append(b"Proxy-Authorization: " + proxy.authorization)
     lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+    head = b"\r\n".join(lines)
+    # Three C scans instead of a check per header: only the separators may be CR or LF.
+    if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1 \
+            or b"\0" in head:
+        _refuse(request)
+    return head + b"\r\n\r\n" + body
+
+
+def _refuse(request: httpx.Request) -> None:
+    for name, value in request.headers.raw:
+        if _FORBIDDEN_IN_HEAD.search(name) or _FORBIDDEN_IN_HEAD.search(value):
+            shown = name.decode("latin-1")[:60].encode("unicode_escape").decode("ascii")
+            raise httpx.LocalProtocolError(
+                f"header {shown!r} contains CR, LF or NUL: not sent (header injection)",
+                request=request)
+    raise httpx.LocalProtocolError("request line contains CR, LF or NUL", request=request)

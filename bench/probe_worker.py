@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import httpx
 
 
-def _stock(ctx: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+def _stock(ctx: ssl.SSLContext, rules: object = None) -> httpx.AsyncBaseTransport:
     return httpx.AsyncHTTPTransport(verify=ctx, trust_env=False, limits=httpx.Limits(
         max_connections=None, max_keepalive_connections=0))
 

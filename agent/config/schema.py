@@ -24,6 +24,7 @@ from pydantic import (
 
 from agent import __version__
 from agent.config.durations import Duration, PositiveDuration, format_duration
+from agent.config.headers import HeaderMap
 from agent.config.loader import ValueErrorAt
 from agent.sinks import DEFAULT_SINK, SinkConfig
 from agent.sinks.config import SinkModel
@@ -113,7 +114,7 @@ class AvailabilityCheck(StrictModel):
     role: Literal["home", "page"] = "home"
     """``home``: failure means the site is down (L1); ``page``: part of the site is down (L2)."""
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderMap = Field(default_factory=dict)
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     max_redirects: int = Field(default=5, ge=0, le=20)
     latency_threshold: Duration | None = None
@@ -334,7 +335,7 @@ class Step(StrictModel):
     query: dict[str, str] = Field(default_factory=dict)
     form: dict[str, str] | None = None
     body_json: Any = Field(default=None, alias="json")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderMap = Field(default_factory=dict)
     extract: dict[str, Extractor] = Field(default_factory=dict)
     expect: Expect = Field(default_factory=Expect)
     kind: FindingKind | None = None
@@ -646,6 +647,9 @@ class Site(StrictModel):
     interval: PositiveDuration | None = None
     timeout: PositiveDuration | None = None
     tls: TLSSettings = Field(default_factory=TLSSettings)
+    proxy: str | None = None
+    """HTTP proxy for this site's requests, ``http://[user:password@]host:port`` (CONNECT for
+    https); overrides ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``. Credentials are secrets."""
     levels: dict[FindingKind, Level] = Field(default_factory=dict)
     """Per-site level overrides by finding kind, e.g. ``{slow_response: 2}``."""
     account_manager: str | None = None
@@ -662,6 +666,15 @@ class Site(StrictModel):
             raise ValueError("credentials in base_url are not allowed; use headers with ${VAR}")
         check_url_port(value)
         return value.rstrip("/")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from agent.proxy import parse_proxy_url
+
+            parse_proxy_url(value)  # registers its credentials as secrets; ValueError names why
+        return value
 
     @field_validator("levels")
     @classmethod

@@ -65,10 +65,11 @@ _MAX_GUEST_CARTS = 5000       # same for REST guest carts
 _MAX_QTY = 10_000
 _DOWN_POLL_S = 0.05
 _SHUTDOWN_TIMEOUT_S = 1.0     # grace for in-flight requests that are not stalled by a fault
-_NO_SESSION_PREFIXES = ("/rest/", "/_demo/", "/static/")
+_NO_SESSION_PREFIXES = ("/rest/", "/_demo/", "/static/", "/wp-json/")
 _STATIC_DIR = Path(__file__).with_name("static")
 _STATIC_TYPES = {"styles.css": "text/css", "app.js": "text/javascript"}
 
+_WOO = "/wp-json/wc/store/v1"
 _PAYMENT_METHODS: tuple[tuple[str, str], ...] = (
     ("checkmo", "Check / Money order"),
     ("banktransfer", "Bank Transfer Payment"),
@@ -344,6 +345,11 @@ class _Shop:
         r.add_get("/rest/V1/directory/currency", self.rest_currency)
         r.add_get("/rest/V1/search", self.rest_search)
         r.add_route("*", "/rest/{tail:.*}", self.rest_no_route)
+        r.add_get(f"{_WOO}/cart", self.woo_cart)
+        r.add_post(f"{_WOO}/cart/add-item", self.woo_add_item)
+        r.add_post(f"{_WOO}/cart/update-customer", self.woo_update_customer)
+        r.add_post("/cart/add.js", self.shopify_add)
+        r.add_get("/cart.js", self.shopify_cart)
         r.add_get("/_demo/faults", self.demo_faults_get)
         r.add_post("/_demo/faults", self.demo_faults_post)
         return app
@@ -967,6 +973,97 @@ so there is no Place Order button.</p>"""
     async def rest_no_route(self, request: web.Request) -> web.Response:
         """Any other /rest/ path or method: Magento's no-route error."""
         return _rest_error(404, "Request does not match any route.")
+
+    # -- WooCommerce Store API and Shopify Ajax cart (the shapes the recipes use) -----------
+
+    def _woo_cart_json(self, cart: _GuestCart) -> dict[str, Any]:
+        rates = [{"rate_id": f"{r['carrier_code']}:{r['method_code']}", "name": r["carrier_title"],
+                  "price": str(int(r["amount"] * 100)), "selected": i == 0}
+                 for i, r in enumerate(_shipping_rates(cart.items_qty()))]
+        return {
+            "items": [{"key": str(line.item_id), "id": line.product.id, "quantity": line.qty,
+                       "name": line.product.name} for line in cart.lines],
+            "items_count": cart.items_qty(), "needs_payment": True, "needs_shipping": True,
+            "payment_methods": [] if "payment" in self.faults else [c for c, _ in
+                                                                    _PAYMENT_METHODS],
+            "shipping_rates": [{"package_id": 0, "shipping_rates": rates}],
+            "totals": {"total_price": str(int(cart.subtotal() * 100)), "currency_minor_unit": 2},
+            "errors": [],
+        }
+
+    def _woo_answer(self, cart: _GuestCart, status: int = 200) -> web.Response:
+        return web.json_response(self._woo_cart_json(cart), status=status, headers={
+            "Cart-Token": cart.masked_id, "Nonce": "demo-nonce"})
+
+    def _woo_cart_of(self, request: web.Request) -> _GuestCart | None:
+        if request.headers.get("Nonce") != "demo-nonce":
+            return None
+        return self._guest_cart(request.headers.get("Cart-Token", ""))
+
+    async def woo_cart(self, request: web.Request) -> web.Response:
+        """GET /wp-json/wc/store/v1/cart: a new cart, its Cart-Token and Nonce headers."""
+        cart = _GuestCart(masked_id=_random_key(32))
+        self.guest_carts[cart.masked_id] = cart
+        while len(self.guest_carts) > _MAX_GUEST_CARTS:
+            self.guest_carts.popitem(last=False)
+        return self._woo_answer(cart)
+
+    async def woo_add_item(self, request: web.Request) -> web.Response:
+        """POST .../cart/add-item {"id", "quantity"}: 201 with the cart."""
+        cart = self._woo_cart_of(request)
+        if cart is None:
+            return web.json_response({"code": "woocommerce_rest_missing_nonce",
+                                      "message": "Missing the Nonce header.",
+                                      "data": {"status": 401}}, status=401)
+        data = await _json_object(request)
+        product = self._product_by_id(data.get("id") if data else None)
+        qty = _parse_qty(data.get("quantity", 1)) if data else None
+        if "checkout" in self.faults or product is None or qty is None:
+            return web.json_response({"code": "woocommerce_rest_cart_invalid_product",
+                                      "message": "This product cannot be added to the cart.",
+                                      "data": {"status": 400}}, status=400)
+        cart.lines.append(_CartLine(item_id=self.next_item_id, product=product, qty=qty))
+        self.next_item_id += 1
+        return self._woo_answer(cart, 201)
+
+    async def woo_update_customer(self, request: web.Request) -> web.Response:
+        """POST .../cart/update-customer: the cart with its shipping rates."""
+        cart = self._woo_cart_of(request)
+        if cart is None:
+            return web.json_response({"code": "woocommerce_rest_missing_nonce",
+                                      "message": "Missing the Nonce header.",
+                                      "data": {"status": 401}}, status=401)
+        return self._woo_answer(cart)
+
+    def _product_by_id(self, raw: object) -> Product | None:
+        for product in catalog.PRODUCTS:
+            if product.id == raw and not isinstance(raw, bool):
+                return product if self._visible(product) else None
+        return None
+
+    async def shopify_add(self, request: web.Request) -> web.Response:
+        """POST /cart/add.js {"items": [{"id", "quantity"}]}: into the session cart (422 when
+        the variant cannot be added)."""
+        data = await _json_object(request)
+        items = data.get("items") if data else None
+        item = items[0] if isinstance(items, list) and items and isinstance(items[0], dict) \
+            else {}
+        product = self._product_by_id(item.get("id"))
+        qty = _parse_qty(item.get("quantity", 1))
+        if "checkout" in self.faults or product is None or qty is None:
+            return web.json_response({"status": 422, "message": "Cart Error",
+                                      "description": "Cannot find variant"}, status=422)
+        session = self._session(request)
+        session.cart[product.sku] = min(session.cart.get(product.sku, 0) + qty, _MAX_QTY)
+        return web.json_response({"items": [{"id": product.id, "quantity": qty}]})
+
+    async def shopify_cart(self, request: web.Request) -> web.Response:
+        """GET /cart.js: the session cart."""
+        lines = self._session_lines(self._session(request))
+        return web.json_response({
+            "item_count": sum(qty for _, qty in lines), "currency": "USD",
+            "items": [{"id": p.id, "sku": p.sku, "quantity": qty} for p, qty in lines],
+            "total_price": int(sum((p.price * q for p, q in lines), Decimal(0)) * 100)})
 
     # -- demo control (never affected by faults) -------------------------------------------
 

@@ -24,7 +24,8 @@ async def probe_availability(spec: AvailabilityCheck, ctx: ProbeContext) -> Prob
     started_at = ctx.now()
     start = time.perf_counter()
     url = site.base_url + spec.path
-    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
+    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file,
+                             proxy=site.proxy)
     outcome = await fetch(client, url, method=spec.method, headers=spec.headers,
                           timeout=ctx.timeout, max_body_bytes=int(spec.max_body_bytes),
                           max_redirects=spec.max_redirects)

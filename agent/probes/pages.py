@@ -21,7 +21,8 @@ class PageFetcher:
         self.max_redirects = max_redirects
         self.deadline = time.perf_counter() + ctx.timeout
         site = ctx.site
-        self.client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
+        self.client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file,
+                                      proxy=site.proxy)
 
     def url(self, path: str) -> str:
         """Absolute URL of a path on the site."""

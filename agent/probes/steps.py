@@ -34,6 +34,7 @@ from classifier import Evidence, Finding, FindingKind
 
 EXCERPT_CHARS = 300
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_HEADER_BREAK = re.compile(r"[\r\n\0]")
 
 
 @dataclass
@@ -86,7 +87,8 @@ async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> S
     site = ctx.site
     run = StepRun(site.name, spec.name, ctx.now(), variables=dict(spec.vars))
     jar = RunCookies()
-    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
+    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file,
+                             proxy=site.proxy)
     deadline = time.perf_counter() + ctx.timeout
     previous: Page | None = None
     for step in steps:
@@ -147,6 +149,10 @@ def _report_step(run: StepRun, name: str, kind: FindingKind, page: Page,
 def _build_request(step: Step, site: Site, variables: Mapping[str, str],
                    previous: Page | None) -> _Request | str:
     headers = {k: render(v, variables) for k, v in step.headers.items()}
+    for name, value in headers.items():
+        if _HEADER_BREAK.search(value):  # configured values are checked by validate
+            return (f"header '{name}' would carry a line break or NUL from a value the shop "
+                    "supplied: not sent (header injection)")
     method: str = step.method
     fields = {k: render(v, variables) for k, v in (step.form or {}).items()}
     if step.submit_form is not None:

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
+from agent.config.headers import HeaderMap
 from agent.config.secrets import register_secret
 from agent.sinks.base import (
     Clock,
@@ -60,7 +61,7 @@ class WebhookConfig(SinkSettings):
     """HMAC key: ``whsec_<base64>`` or any string of at least 16 characters."""
     severities: Annotated[dict[LevelKey, str], AfterValidator(with_defaults(DEFAULT_SEVERITIES))
                           ] = Field(default_factory=lambda: dict(DEFAULT_SEVERITIES))
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: HeaderMap = Field(default_factory=dict)
     """Extra request headers (values may use ``${cred:...}``). Their values are treated as
     secrets (they usually carry a receiver's credentials): masked wherever text is scrubbed."""
 

@@ -1,6 +1,6 @@
-"""Platform recipes: respx fakes that follow each vendor's documented guest flow
-(/work/shared/reference/storefront-apis.md), and the generic and magento2 recipes against the
-real demo store."""
+"""Platform recipes: respx fakes (injected as the clients' transport) that follow each vendor's
+documented guest flow (/work/shared/reference/storefront-apis.md), and every recipe's happy path
+over real sockets against the demo store's platform-shaped endpoints."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import httpx
 import pytest
 import respx
 
+from agent.demo import catalog as demo_catalog
 from agent.demo.storefront import DemoStore
 from agent.httpclient import HttpClients
+from agent.transport import LeanTransport
 from classifier import FindingKind
 from tests.agent.commerce import kinds, one_check, run_check
 
@@ -167,12 +169,17 @@ CASES = [
 
 
 @pytest.mark.parametrize(("platform", "params", "fake", "broken", "expected"), CASES)
-async def test_recipe_against_vendor_fake(clients: HttpClients, platform: str,
+async def test_recipe_against_vendor_fake(platform: str,
                                           params: dict[str, Any], fake: Any, broken: str | None,
                                           expected: list[FindingKind]) -> None:
-    with respx.mock(assert_all_called=False) as mock:
-        fake(mock, broken)
-        result = await run_check(clients, one_check(SHOP, recipe_check(**params), platform))
+    mock = respx.MockRouter(assert_all_called=False)
+    fake(mock, broken)
+    vendor = HttpClients("storewatch-test", env={},
+                         transport=lambda ctx, rules: httpx.MockTransport(mock.async_handler))
+    try:
+        result = await run_check(vendor, one_check(SHOP, recipe_check(**params), platform))
+    finally:
+        await vendor.aclose()
     assert kinds(result) == expected, result.findings
     assert result.steps, "every recipe reports per-step timings"
 
@@ -206,3 +213,32 @@ async def test_generic_recipe_against_the_demo_store(store: DemoStore, clients: 
     if fault is None:
         assert [s.name for s in result.steps] == ["product-page", "add-to-cart", "cart",
                                                   "checkout"]
+
+
+TEST_PRODUCT_ID = demo_catalog.product_by_sku(demo_catalog.TEST_SKU).id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("platform", "params", "steps"), [
+    pytest.param("magento2", {"sku": demo_catalog.TEST_SKU, "expected_payment": ["checkmo"]},
+                 ["create-cart", "add-to-cart", "cart-items", "estimate-shipping",
+                  "payment-methods"], id="magento2"),
+    pytest.param("woocommerce", {"product_id": TEST_PRODUCT_ID, "expected_payment": ["checkmo"]},
+                 ["cart", "add-to-cart", "estimate-shipping"], id="woocommerce"),
+    pytest.param("shopify", {"variant_id": TEST_PRODUCT_ID},
+                 ["add-to-cart", "cart", "checkout"], id="shopify"),
+    pytest.param("generic", {"product_path": "/product/demo-test-product",
+                             "expected_payment": ["checkmo"]},
+                 ["product-page", "add-to-cart", "cart", "checkout"], id="generic"),
+])
+async def test_recipe_happy_path_over_real_sockets(store: DemoStore, clients: HttpClients,
+                                                   platform: str, params: dict[str, Any],
+                                                   steps: list[str]) -> None:
+    """Every platform's recipe through the production transport against the demo store's
+    platform-shaped endpoints; a broken checkout is still seen there."""
+    assert isinstance(clients.get()._transport, LeanTransport)
+    cfg = one_check(store.url, recipe_check(**params), platform)
+    result = await run_check(clients, cfg)
+    assert result.success, result.findings
+    assert [s.name for s in result.steps] == steps
+    store.set_faults(["checkout"])
+    assert kinds(await run_check(clients, cfg)) == [K.CHECKOUT_BROKEN]

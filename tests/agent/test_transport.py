@@ -115,18 +115,33 @@ async def test_read_timeout_of_the_transport(clients: HttpClients) -> None:
             await clients.get().get(url, timeout=0.2)
 
 
-@pytest.mark.parametrize("using", ["httpcore", "httpx"])
-async def test_respx_still_intercepts_the_shared_client(clients: HttpClients, using: str) -> None:
-    with respx.mock(using=using) as router:
-        router.post("https://tickets.example.com/api").mock(return_value=httpx.Response(201))
-        router.get("https://tickets.example.com/ok").mock(
-            return_value=httpx.Response(200, text="fine"))
-        response = await clients.get().post("https://tickets.example.com/api", json={"a": 1})
-        result = await fetch(clients.get(), "https://tickets.example.com/ok", timeout=2,
+async def test_transport_is_injected_not_switched_by_respx() -> None:
+    """Tests inject a transport; an active respx mock no longer reroutes the shared clients
+    away from the production transport."""
+    router = respx.MockRouter(assert_all_called=False)
+    router.get("https://tickets.example.com/ok").mock(
+        return_value=httpx.Response(200, text="fine"))
+    injected = HttpClients("storewatch-test", env={},
+                           transport=lambda ctx, rules: httpx.MockTransport(router.async_handler))
+    real = HttpClients("storewatch-test", env={})
+
+    async def shop(request: web.Request) -> web.StreamResponse:
+        return web.Response(text="real socket")
+
+    try:
+        result = await fetch(injected.get(), "https://tickets.example.com/ok", timeout=2,
                              max_body_bytes=100, max_redirects=0)
-    assert response.status_code == 201
+        async with serve({"/": shop}) as url:
+            with respx.mock(using="httpcore", assert_all_called=False):
+                direct = await fetch(real.get(), url + "/", timeout=2, max_body_bytes=100,
+                                     max_redirects=0)
+    finally:
+        await injected.aclose()
+        await real.aclose()
     assert isinstance(result, FetchResult)
     assert (result.status, result.body) == (200, b"fine")
+    assert isinstance(direct, FetchResult), direct
+    assert direct.body == b"real socket"
 
 
 @pytest.mark.parametrize(("trusted", "failure"), [(True, None), (False, "tls")],
