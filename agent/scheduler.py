@@ -199,12 +199,16 @@ class CheckScheduler:
         for key in (set(self._planned) - set(plan.planned)) | (set(self._tasks) - set(plan.tasks)):
             self._scheduler.remove_job(key)
         for key, trigger in plan.triggers.items():
-            interval = (plan.planned[key].interval if key in plan.planned
-                        else plan.tasks[key].interval)
+            options: dict[str, Any] = {}
+            if key in plan.planned:
+                interval = plan.planned[key].interval
+            else:  # a task's first run is now (the host checks report at start-up)
+                interval = plan.tasks[key].interval
+                options["next_run_time"] = datetime.now(UTC)
             self._scheduler.add_job(self._job, trigger, args=[key], id=key, name=key,
                                     max_instances=1, coalesce=True,
                                     misfire_grace_time=max(1, int(interval)),
-                                    replace_existing=True)
+                                    replace_existing=True, **options)
         self._planned, self._tasks = plan.planned, plan.tasks
 
     def apply(self, config: Config, tasks: Sequence[TaskJob] = ()) -> None:
