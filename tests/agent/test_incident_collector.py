@@ -47,7 +47,7 @@ def test_concurrent_scrapes_share_one_connection(tmp_path: Path) -> None:
                 text = generate_latest(registry).decode()
                 assert "storewatch_incident_collector_success 1.0" in text
                 connections.add(id(metrics.collector._conn))
-        except BaseException as exc:  # noqa: BLE001  # reported below
+        except BaseException as exc:  # reported below
             errors.append(exc)
 
     threads = [threading.Thread(target=scrape) for _ in range(8)]

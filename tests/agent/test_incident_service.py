@@ -233,7 +233,7 @@ async def test_a_store_locked_for_8s_does_not_stop_probes_or_the_loop(
             last = now
         released_at = time.monotonic()
         during = [t for t in seen if held_at <= t <= released_at]
-        print(f"runs during the 8s lock: {len(during)} (16 due); longest loop stall "  # noqa: T201
+        print(f"runs during the 8s lock: {len(during)} (16 due); longest loop stall "
               f"{max(gaps):.3f}s")
         assert len(during) >= 8  # half of the 16 due runs at least, on a loaded machine
         assert max(gaps) < 4.0  # never blocked for the lock's duration

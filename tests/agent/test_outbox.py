@@ -378,7 +378,7 @@ async def test_a_hanging_sink_does_not_delay_another_sinks_ticket(
     finally:
         stop.set()
         await asyncio.wait_for(worker, 30)
-    print(f"sqlite ticket {delay:.3f}s after the hung tracker was asked")  # noqa: T201
+    print(f"sqlite ticket {delay:.3f}s after the hung tracker was asked")
     (hung_entry, sqlite_entry) = store.outbox()
     assert (hung_entry.sink, hung_entry.state) == ("hung", OutboxState.PENDING)
     assert (sqlite_entry.sink, sqlite_entry.state) == ("sqlite", OutboxState.DELIVERED)
