@@ -44,6 +44,7 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.setblocking(False)  # a backed-up manager must never block the event loop
                 sock.sendto("\n".join(fields).encode(), self.address)
             return True
         except OSError as exc:

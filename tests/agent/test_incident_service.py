@@ -92,9 +92,9 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     await h.clients.aclose()
 
 
-def consumer(service: IncidentService) -> asyncio.Task[None]:
-    (task,) = [t for t in asyncio.all_tasks() if t.get_name() == "incident-engine"]
-    return task
+def assert_consumer_alive(service: IncidentService) -> None:
+    (task,) = [t for t in service._tasks if t.get_name() == "incident-engine"]
+    assert not task.done(), f"the incident consumer died: {task.exception()!r}"
 
 
 async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
@@ -120,7 +120,7 @@ async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
     caplog.set_level(logging.INFO, logger="agent")
     service.submit(observation(harness.config, "page-0", FindingKind.SITE_DOWN))
     await wait_for("the failed reopen", lambda: not failures and service._queue.empty(), 10)
-    assert not consumer(service).done()
+    assert_consumer_alive(service)
     for i in range(1, 3):  # observations keep being handled
         service.submit(observation(harness.config, f"page-{i}", FindingKind.SITE_DOWN))
     found = await wait_for("an incident from the later observations",
@@ -138,7 +138,7 @@ async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
 async def test_an_engine_bug_is_logged_once_counted_and_the_observation_retried(
         harness: Harness, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(agent.incident_service, "RETRY_BASE_SECONDS", 0.01)
+    monkeypatch.setattr(agent.incident_service, "RETRY_BASE_SECONDS", 0.01, raising=False)
     real = IncidentEngine.handle
     bugs = [RuntimeError("bug"), KeyError("bug")]
 
@@ -153,7 +153,7 @@ async def test_an_engine_bug_is_logged_once_counted_and_the_observation_retried(
     service.submit(observation(harness.config, "page-0", FindingKind.CHECKOUT_BROKEN))
     await wait_for("the one observation, saved on its third try",
                    lambda: incidents(harness.state), 20)
-    assert not consumer(service).done()
+    assert_consumer_alive(service)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == ["incident engine failed on shop/page-0; retrying with backoff"]
     assert harness.sample("storewatch_incident_errors_total") == 2.0

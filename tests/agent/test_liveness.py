@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import socket
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from agent.httpclient import HttpClients
 from agent.pipeline import Classifier, LatestResults
 from agent.scheduler import CheckRunner, CheckScheduler
 from agent.service import Agent
+from agent.systemd import Notifier
 from tests.agent.test_incidents_e2e import wait_for
 
 
@@ -120,6 +122,7 @@ async def test_a_stalled_scheduler_stops_the_watchdog_and_fails_healthz(
     daemon.scheduler._scheduler.pause()  # the scheduler stops firing; everything else runs
     deadline = asyncio.get_running_loop().time() + 30
     while await healthz(daemon) != 503:
+        notify.drain()
         assert asyncio.get_running_loop().time() < deadline, "/healthz never said 503"
         await asyncio.sleep(0.05)
     assert daemon.metrics.registry.get_sample_value("storewatch_scheduler_stalled") == 1.0
@@ -130,3 +133,13 @@ async def test_a_stalled_scheduler_stops_the_watchdog_and_fails_healthz(
     await wait_for("a watchdog ping again", notify.pings, 20)
     assert await healthz(daemon) == 200
     assert daemon.metrics.registry.get_sample_value("storewatch_scheduler_stalled") == 0.0
+
+
+def test_a_backed_up_notify_socket_never_blocks_the_agent(notify: Notify) -> None:
+    notifier = Notifier()  # the socket is never read: its queue (10 datagrams) fills up
+    sender = threading.Thread(target=lambda: [notifier.send("WATCHDOG=1") for _ in range(50)],
+                              daemon=True)
+    sender.start()
+    sender.join(30)
+    assert not sender.is_alive()  # a blocking send would hang here, and the event loop with it
+    assert 0 < len(notify.drain()) < 50

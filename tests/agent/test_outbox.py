@@ -371,9 +371,10 @@ async def test_a_hanging_sink_does_not_delay_another_sinks_ticket(
         await asyncio.wait_for(hung.asked.wait(), 30)
         loop = asyncio.get_running_loop()
         asked_at = loop.time()
-        while not local_tickets(store):  # the sqlite ticket arrives while "hung" still hangs
-            assert not worker.done()
-            await asyncio.sleep(0.01)
+        async with asyncio.timeout(30):  # the sqlite ticket arrives while "hung" still hangs
+            while not local_tickets(store):
+                assert not worker.done()
+                await asyncio.sleep(0.01)
         delay = loop.time() - asked_at
     finally:
         stop.set()
