@@ -198,6 +198,8 @@ async def test_with_the_store_down_only_the_site_down_incident_is_ticketed(
     store.set_faults([])
     await wait_for("recovery", lambda: not query(
         tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved'"), 30)
+    await wait_for("the ticket resolved", lambda: query(
+        tmp_path, "SELECT 1 FROM local_tickets WHERE state = 'resolved'"), 30)
     await agent.kill(signal.SIGTERM)
     tickets = query(tmp_path, "SELECT i.kind, t.state FROM local_tickets t JOIN incidents i "
                               "ON i.id = t.incident_id")
