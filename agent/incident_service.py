@@ -1,7 +1,15 @@
 """The daemon's incident side: a queue of observations for the engine, and the outbox worker.
 
-Observations arrive from the scheduler (a sync callback); one consumer task applies them in
-order (asking the connectivity guard first when a run failed), then wakes the outbox worker.
+Observations arrive from the scheduler (a sync callback) into a bounded queue
+(agent/observation_queue.py: past 1,000 waiting, the oldest non-L1 one is dropped; an L1 one
+never is). One consumer task applies them in order (asking the connectivity guard first when a
+run failed), then wakes the outbox. Every store call runs in one dedicated thread
+(agent/store_thread.py), so a locked or slow database never stalls the event loop.
+
+The consumer outlives any error: a bug in the engine or a sink that cannot be built when the
+store is (re)opened is logged once (with its traceback), counted in
+``storewatch_incident_errors_total``, and retried with backoff; a line says when handling
+works again.
 
 If the store cannot be opened (state directory unusable) or stops taking writes (disk full),
 probing and ``/metrics`` go on: ``StateHealth`` logs one line and sets
@@ -20,11 +28,13 @@ from collections.abc import Iterable
 import httpx
 
 from agent.config.schema import Config
+from agent.config.secrets import scrub
 from agent.connectivity import ConnectivityGuard
 from agent.errors import StateError
 from agent.httpclient import HttpClients
 from agent.incidents import IncidentEngine
 from agent.metrics.incidents import IncidentMetrics
+from agent.observation_queue import QUEUE_SIZE, ObservationQueue
 from agent.pipeline import Observation
 from agent.sinks import build_sink
 from agent.sinks.base import SinkBuildContext, TicketSink
@@ -33,11 +43,19 @@ from agent.sinks.render import SiteInfo
 from agent.sinks.resend import Resender
 from agent.state_health import StateHealth, is_state_error
 from agent.store import IncidentRecord, Store, db_path
+from agent.store_thread import StoreThread
 
 log = logging.getLogger(__name__)
 
 REOPEN_SECONDS = 30.0
 """How often a store that could not be opened is tried again (on the next observation)."""
+
+RETRY_BASE_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+"""Backoff of the consumer after an error: 0.5 s doubling per failure in a row, at most 30 s."""
+
+TRIES_PER_OBSERVATION = 3
+"""How often one observation is tried before it is given up (its check runs again anyway)."""
 
 
 class IncidentService:
@@ -45,7 +63,7 @@ class IncidentService:
 
     def __init__(self, config: Config, clients: HttpClients,
                  metrics: IncidentMetrics | None = None,
-                 health: StateHealth | None = None) -> None:
+                 health: StateHealth | None = None, queue_size: int = QUEUE_SIZE) -> None:
         self.config = config
         self.metrics = metrics
         self.health = health or StateHealth()
@@ -53,15 +71,23 @@ class IncidentService:
                                        timeout=min(5.0, config.defaults.timeout))
         self._clients = clients
         self._http: httpx.AsyncClient | None = None
-        self._queue: asyncio.Queue[Observation] = asyncio.Queue()
+        self._queue = ObservationQueue(queue_size, self._dropped)
+        self._db = StoreThread()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._store: Store | None = None
         self._engine: IncidentEngine | None = None
         self._outbox: Outbox | None = None
         self._tried_at = 0.0
+        self._failing: str | None = None
         self._just_opened: list[tuple[IncidentRecord, str | None]] = []
-        self._open_store()
+        try:
+            store = Store(db_path(self.config.agent.state_dir))
+        except StateError as exc:
+            self._tried_at = time.monotonic()
+            self.health.failed(str(exc))
+        else:  # a sink that cannot be built at start-up is the caller's error to report
+            self._install(store, self._build_sinks(config))
 
     @property
     def store(self) -> Store:
@@ -84,8 +110,9 @@ class IncidentService:
             raise StateError(self.health.reason or "the incident store is not open")
         return self._outbox
 
-    def _open_store(self) -> bool:
-        """Open the store, engine and outbox if not yet open; False while that fails."""
+    async def _open_store(self) -> bool:
+        """Open the store, engine and outbox if not yet open; False while that fails (tried
+        again at most every ``REOPEN_SECONDS``)."""
         if self._store is not None:
             return True
         now = time.monotonic()
@@ -93,19 +120,28 @@ class IncidentService:
             return False
         self._tried_at = now
         try:
-            store = Store(db_path(self.config.agent.state_dir))
+            store = await self._db.run(Store, db_path(self.config.agent.state_dir))
         except StateError as exc:
             self.health.failed(str(exc))
             return False
+        try:
+            sinks = self._build_sinks(self.config)
+        except Exception as exc:  # e.g. the sqlite sink cannot connect: try the whole again
+            await self._db.run(store.close)
+            self._trouble("cannot build the ticket sinks", exc)
+            return False
+        self._install(store, sinks)
+        if self._tasks:  # running: deliver what the store already holds
+            self._tasks.append(asyncio.create_task(self.outbox.run(self._stop), name="outbox"))
+        return True
+
+    def _install(self, store: Store, sinks: dict[str, TicketSink]) -> None:
         self._store = store
         self._engine = IncidentEngine(store, self.config, self._opened)
-        self._outbox = Outbox(store, self._build_sinks(self.config), self._site_info,
+        self._outbox = Outbox(store, sinks, self._site_info,
                               on_attempt=self.metrics.delivery if self.metrics else None,
-                              health=self.health)
+                              health=self.health, db=self._db)
         self.health.saved()
-        if self._tasks:  # running: deliver what the store already holds
-            self._tasks.append(asyncio.create_task(self._outbox.run(self._stop), name="outbox"))
-        return True
 
     def _build_sinks(self, config: Config) -> dict[str, TicketSink]:
         sinks: dict[str, TicketSink] = {}
@@ -147,19 +183,34 @@ class IncidentService:
         if self.metrics is not None:
             self.metrics.incident_opened(record.site, level)
 
-    def reconfigure(self, config: Config) -> None:
-        """Use a reloaded config (routing, policy, sinks)."""
+    def prepare(self, config: Config) -> dict[str, TicketSink]:
+        """Build the sinks of a reloaded config without using them yet (raises on failure;
+        nothing changes then). Hand the result to ``reconfigure``."""
+        return self._build_sinks(config) if self._outbox is not None else {}
+
+    def reconfigure(self, config: Config, sinks: dict[str, TicketSink]) -> None:
+        """Use a reloaded config (routing, policy) and the sinks ``prepare`` built for it."""
         self.config = config
         self.guard.targets = tuple(config.incidents.reference_targets)
         if self._engine is None or self._outbox is None:
             return  # the store is not open yet; it opens with this config
         self._engine.config = config
-        old, self._outbox.sinks = self._outbox.sinks, self._build_sinks(config)
+        old, self._outbox.sinks = self._outbox.sinks, sinks
         _close(old.values())
+
+    def discard(self, sinks: dict[str, TicketSink]) -> None:
+        """Close sinks ``prepare`` built for a reload that did not happen."""
+        _close(sinks.values())
 
     def submit(self, obs: Observation) -> None:
         """Queue an observation (called from the scheduler's callback)."""
-        self._queue.put_nowait(obs)
+        self._queue.put(obs)
+
+    def _dropped(self, obs: Observation) -> None:
+        if self.metrics is not None:
+            self.metrics.dropped.inc()
+        log.debug("incident queue full: dropped the run of %s/%s", obs.result.site,
+                  obs.result.check)
 
     def start(self) -> None:
         """Start the engine consumer and the outbox worker."""
@@ -170,29 +221,59 @@ class IncidentService:
         self._tasks.append(asyncio.create_task(resender.run(self._stop), name="resend"))
 
     async def _consume(self) -> None:
+        """Apply queued observations in order for as long as the agent runs; an error is
+        reported (``_trouble``) and the observation tried again after a backoff."""
+        failures = 0
         while True:
             obs = await self._queue.get()
-            await self.apply(obs)
+            for attempt in range(1, TRIES_PER_OBSERVATION + 1):
+                try:
+                    await self.apply(obs)
+                except Exception as exc:
+                    failures += 1
+                    self._trouble(f"incident engine failed on {obs.result.site}/"
+                                  f"{obs.result.check}", exc)
+                    if attempt == TRIES_PER_OBSERVATION:
+                        log.warning("gave up the run of %s/%s after %d tries; its check runs "
+                                    "again", obs.result.site, obs.result.check, attempt)
+                    await asyncio.sleep(min(RETRY_MAX_SECONDS,
+                                            RETRY_BASE_SECONDS * 2.0 ** (failures - 1)))
+                else:
+                    failures = 0
+                    break
+
+    def _trouble(self, what: str, exc: Exception) -> None:
+        """Count an agent-side error; log it (with its traceback) only when it is news."""
+        if self.metrics is not None:
+            self.metrics.errors.inc()
+        if self._failing is None:
+            log.error("%s; retrying with backoff", scrub(what), exc_info=exc)
+        self._failing = what
+
+    def _recovered(self) -> None:
+        if self._failing is not None:
+            log.warning("incident handling works again (it failed: %s)", scrub(self._failing))
+            self._failing = None
 
     async def apply(self, obs: Observation) -> bool:
-        """Apply one observation to the incidents; False if it could not be saved."""
-        if not self._open_store():
+        """Apply one observation to the incidents; False if it could not be saved (state
+        errors are reported to ``health``); an agent error (a bug) is raised."""
+        if not await self._open_store():
             return False
         self._just_opened.clear()
         try:
             online = True
             if obs.result.findings:
                 online = await self.guard.online()
-            self.engine.handle(obs, online=online)
+            await self._db.run(self.engine.handle, obs, online=online)
         except Exception as exc:
             self._just_opened.clear()  # rolled back: nothing was opened
             if not is_state_error(exc):
-                log.exception("incident engine failed on %s/%s", obs.result.site,
-                              obs.result.check)
-                return False
+                raise
             self.health.failed(f"{self.store.path}: {exc}")
             return False
         self.health.saved()
+        self._recovered()
         for record, no_ticket in self._just_opened:
             self._report_opened(record, no_ticket)
         self._just_opened.clear()
@@ -214,7 +295,8 @@ class IncidentService:
         if self._http is not None:
             await self._http.aclose()
         if self._store is not None:
-            self._store.close()
+            await self._db.run(self._store.close)
+        self._db.close()
 
 
 def _close(sinks: Iterable[TicketSink]) -> None:

@@ -1,11 +1,14 @@
 """The running agent: builds the stack from a config, runs the daemon or one pass of checks.
 
 ``Agent`` owns the shared HTTP clients, the classifier, the latest results, the metrics
-registry and server, the scheduler and the host monitor (``host:``). SIGHUP reloads the config
-(a bad config keeps the old one running and sets ``storewatch_config_last_reload_successful``
-to 0); SIGTERM/SIGINT stop scheduling, let in-flight checks finish for a few seconds, and exit
-cleanly. Under systemd it reports READY/RELOADING/STOPPING and pings the watchdog from the event
-loop (agent/systemd.py).
+registry and server, the scheduler and the host monitor (``host:``). SIGHUP reloads the config:
+everything the new config needs (sinks, classifier, schedule, host reader) is built first and
+swapped in in one step; any failure keeps the old config whole, logs one line and sets
+``storewatch_config_last_reload_successful`` to 0. SIGTERM/SIGINT stop scheduling, let in-flight
+checks finish for a few seconds, and exit cleanly. Under systemd it reports
+READY/RELOADING/STOPPING and pings the watchdog from the event loop (agent/systemd.py), but only
+while checks actually run: once the scheduler has stalled (no job fired for 3 x the shortest
+interval) the pings stop, so systemd restarts the agent, and ``/healthz`` answers 503.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from agent.baselines import BaselineStore
 from agent.config.loader import load_config
 from agent.config.schema import Config, HostSettings, split_listen
+from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
 from agent.host import HostMonitor
 from agent.httpclient import HttpClients
@@ -92,6 +96,7 @@ class Agent:
         self.host = HostMonitor(self.clients, self.runner.record)
         self.host.apply(config.host)
         self.metrics.registry.register(self.host.collector())
+        self.metrics.registry.register(self.scheduler.collector())
         self.notifier = Notifier()
         host, port = split_listen(config.agent.listen)
         web = load_web_config(overrides.web_config) if overrides.web_config else None
@@ -102,8 +107,9 @@ class Agent:
             raise StorewatchError(f"cannot listen on {config.agent.listen} for /metrics: "
                                   f"{exc.strerror or exc}") from None
         self.state = StateHealth(self.metrics.registry)
-        self.incidents = IncidentService(config, self.clients, IncidentMetrics(
-            self.metrics.registry, db_path(config.agent.state_dir)), self.state)
+        self.incident_metrics = IncidentMetrics(self.metrics.registry,
+                                                db_path(config.agent.state_dir))
+        self.incidents = IncidentService(config, self.clients, self.incident_metrics, self.state)
         self._started = time.time()
         self._stop = asyncio.Event()
         self._frozen = False
@@ -125,7 +131,9 @@ class Agent:
             self._extra_handler(obs)
 
     def _health(self) -> dict[str, Any]:
-        return {"status": "ok", "uptime_seconds": round(time.time() - self._started, 3),
+        """``/healthz``: status ``stalled`` (HTTP 503) once checks have stopped running."""
+        return {"status": "stalled" if self.scheduler.stalled() else "ok",
+                "uptime_seconds": round(time.time() - self._started, 3),
                 "checks": len(self.config.planned_checks()),
                 "results": len(self.latest.snapshot())}
 
@@ -168,15 +176,30 @@ class Agent:
                 log.error("reload failed, keeping the running config: %s", line)
             self.metrics.config_loaded(False)
             return False
+        sinks = None
+        try:  # build everything first: nothing running changes until all of it exists
+            sinks = self.incidents.prepare(config)
+            classifier = Classifier(config)
+            reader = self.host.prepare(config.host)
+            plan = self.scheduler.plan(config, self.host.jobs(config.host))
+        except Exception as exc:
+            if sinks is not None:
+                self.incidents.discard(sinks)
+            log.error("reload failed, keeping the running config: %s",
+                      scrub(" ".join(str(exc).split()) or type(exc).__name__))
+            log.debug("reload failure", exc_info=exc)
+            self.metrics.config_loaded(False)
+            return False
         if config.agent.listen != self.config.agent.listen:
             log.warning("agent.listen changed; restart the agent to rebind /metrics")
         if config.agent.state_dir != self.config.agent.state_dir:
             log.warning("agent.state_dir changed; restart the agent to use the new one")
+        # the swap: plain assignments and scheduler bookkeeping, nothing that builds or connects
         self.config = config
-        self.incidents.reconfigure(config)
-        self.runner.classifier = Classifier(config)
-        self.scheduler.apply(config)
-        self.host.apply(config.host)
+        self.incidents.reconfigure(config, sinks)
+        self.runner.classifier = classifier
+        self.host.apply(config.host, reader)
+        self.scheduler.commit(plan)
         self.latest.retain([*((p.site.name, p.check.name) for p in config.planned_checks()),
                             *self.host.result_keys()])
         self.metrics.config_loaded(True, config)
@@ -198,12 +221,13 @@ class Agent:
         if self._prepare_state_dir():  # else one line said so already
             self.runner.baselines = BaselineStore.open(self.config.agent.state_dir)
         self.server.start()
-        self.scheduler.apply(self.config)
+        self.scheduler.apply(self.config, self.host.jobs())
         self.metrics.config_loaded(True, self.config)
         self.scheduler.start()
         self.incidents.start()
         self.host.start()
-        watchdog = asyncio.create_task(self.notifier.watchdog_loop(), name="watchdog")
+        watchdog = asyncio.create_task(
+            self.notifier.watchdog_loop(lambda: not self.scheduler.stalled()), name="watchdog")
         installed: list[signal.Signals] = []
         for sig, handler in ((signal.SIGTERM, self.stop), (signal.SIGINT, self.stop),
                              (signal.SIGHUP, self.reload)):
@@ -236,6 +260,7 @@ class Agent:
             if self.runner.baselines is not None:
                 self.runner.baselines.close()
             self.server.stop()
+            self.incident_metrics.close()
             log.info("storewatch stopped")
 
 

@@ -507,20 +507,34 @@ class Store:
                                  "action = 'open' ORDER BY sink", (incident_id,))
         return [r["sink"] for r in rows]
 
-    def due(self, now: datetime, limit: int = 100) -> list[OutboxEntry]:
-        """Pending entries that are due and first in line for their (incident, sink)."""
+    def due(self, now: datetime, limit: int = 100, sink: str | None = None) -> list[OutboxEntry]:
+        """Pending entries that are due and first in line for their (incident, sink), of one
+        ``sink`` if given; L1 incidents first, then by due time."""
+        where = "" if sink is None else " AND o.sink = ?"
+        args: tuple[str, ...] = () if sink is None else (sink,)
         rows = self.conn.execute(
-            "SELECT * FROM outbox o WHERE state = 'pending' AND next_at <= ? AND id = "
+            "SELECT o.* FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id "
+            "WHERE o.state = 'pending' AND o.next_at <= ?" + where + " AND o.id = "
             "(SELECT MIN(id) FROM outbox p WHERE p.incident_id = o.incident_id AND "
-            "p.sink = o.sink AND p.state = 'pending') ORDER BY next_at, id LIMIT ?",
-            (ts(now), limit))
+            "p.sink = o.sink AND p.state = 'pending') "
+            "ORDER BY COALESCE(i.level, 9) != 1, o.next_at, o.id LIMIT ?",
+            (ts(now), *args, limit))
         return [_entry(r) for r in rows]
 
-    def next_due(self) -> datetime | None:
-        """When the earliest pending entry is due."""
-        row = self.conn.execute("SELECT MIN(next_at) AS t FROM outbox WHERE state = "
-                                "'pending'").fetchone()
+    def next_due(self, sink: str | None = None) -> datetime | None:
+        """When the earliest pending entry (of ``sink``) is due."""
+        if sink is None:
+            row = self.conn.execute("SELECT MIN(next_at) AS t FROM outbox WHERE state = "
+                                    "'pending'").fetchone()
+        else:
+            row = self.conn.execute("SELECT MIN(next_at) AS t FROM outbox WHERE state = "
+                                    "'pending' AND sink = ?", (sink,)).fetchone()
         return dt(row["t"])
+
+    def pending_sinks(self) -> set[str]:
+        """Names of the sinks that have pending entries."""
+        rows = self.conn.execute("SELECT DISTINCT sink FROM outbox WHERE state = 'pending'")
+        return {r["sink"] for r in rows}
 
     def outbox(self, state: OutboxState | None = None) -> list[OutboxEntry]:
         """Outbox entries (in one state), oldest first."""

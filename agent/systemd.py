@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class Notifier:
             return False
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.setblocking(False)  # a backed-up manager must never block the event loop
                 sock.sendto("\n".join(fields).encode(), self.address)
             return True
         except OSError as exc:
@@ -67,16 +68,19 @@ class Notifier:
         """A one-line status shown by ``systemctl status``."""
         return self.send(f"STATUS={text}")
 
-    async def watchdog_loop(self) -> None:
-        """Ping the watchdog at half its timeout from the event loop (until cancelled).
+    async def watchdog_loop(self, alive: Callable[[], bool] = lambda: True) -> None:
+        """Ping the watchdog at half its timeout from the event loop (until cancelled), but
+        only while ``alive()`` says the agent does its work (checks still fire).
 
-        The pings come from the event loop itself, so a stuck loop stops them and systemd
+        The pings come from the event loop itself, so a stuck loop stops them; a loop that runs
+        while the checks have stopped stops them through ``alive``. Either way systemd
         restarts the service.
         """
         if self.watchdog_s is None or self.address is None:
             return
         while True:
-            self.send("WATCHDOG=1")
+            if alive():
+                self.send("WATCHDOG=1")
             await asyncio.sleep(self.watchdog_s / 2)
 
 

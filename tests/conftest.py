@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from agent.demo.storefront import DemoStore, start_store
+from agent.httpclient import HttpClients
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,14 @@ async def store() -> AsyncIterator[DemoStore]:
         yield shop
     finally:
         await shop.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[HttpClients]:
+    """The agent's shared HTTP client stack (closed after the test)."""
+    stack = HttpClients("storewatch-test")
+    yield stack
+    await stack.aclose()
 
 
 @pytest.fixture

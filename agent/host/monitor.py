@@ -3,8 +3,10 @@
 Every ``interval`` the monitor takes a host snapshot and turns it into ordinary ProbeResults:
 check ``host`` (``resource_pressure``) and one ``service-NAME`` check per service group
 (``service_down``), filed under ``host.site``. The mail queue check (``mail-queue``,
-``email_not_sent``) runs on its own interval. Results go through ``record`` (the scheduler's
-classify → latest → metrics path), exactly like a storefront probe's.
+``email_not_sent``) runs on its own interval. Both are scheduler jobs (``jobs()``: jitter,
+concurrency limit, lateness, a deadline and an error boundary, agent/scheduler.py); results go
+through ``record`` (the scheduler's classify → latest → metrics path), exactly like a storefront
+probe's. Only the outbound heartbeat keeps a loop of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -32,6 +34,7 @@ from agent.host.snapshot import HostSnapshot, ReadingStatus
 from agent.httpclient import HttpClients
 from agent.metrics import catalog as c
 from agent.probes.base import ProbeResult
+from agent.scheduler import TaskJob
 
 if TYPE_CHECKING:  # the reader (and psutil) is imported when a host: section is applied
     from agent.host.readings import HostReader
@@ -39,6 +42,9 @@ if TYPE_CHECKING:  # the reader (and psutil) is imported when a host: section is
 log = logging.getLogger(__name__)
 
 Record = Callable[[ProbeResult], object]
+
+MAIL_GRACE_SECONDS = 2.0
+"""Beyond the mail queue command's own timeout, before the scheduler cancels the check."""
 
 
 class HostMonitor:
@@ -59,23 +65,50 @@ class HostMonitor:
         self._failed_readings: set[str] = set()
         self._mail_seconds = 0.0
 
-    def apply(self, settings: HostSettings | None) -> None:
-        """Use ``settings`` from now on (restarts the loops when running)."""
+    def prepare(self, settings: HostSettings | None) -> HostReader | None:
+        """Build the reader for ``settings`` without using it yet (raises on failure)."""
+        if settings is None or settings == self.settings:
+            return self.reader
+        from agent.host.readings import HostReader
+
+        return HostReader(settings.filesystems, settings.services, settings.reading_timeout)
+
+    def apply(self, settings: HostSettings | None,
+              reader: HostReader | None = None) -> None:
+        """Use ``settings`` from now on (with the reader ``prepare`` built for them); the
+        scheduler picks up ``jobs()`` when the agent re-applies its schedule."""
         if settings == self.settings:
             return
+        self.reader = reader if reader is not None else self.prepare(settings)
         self.settings = settings
-        self.reader = None
-        if settings is not None:
-            from agent.host.readings import HostReader
-
-            self.reader = HostReader(settings.filesystems, settings.services,
-                                     settings.reading_timeout)
         self._previous = None
         if settings is None or settings.mail_queue is None:
             self.mail, self.mail_error = None, None
         if self._running:
             self._cancel()
             self._spawn()
+
+    def jobs(self, settings: HostSettings | Literal["current"] | None = "current"
+             ) -> list[TaskJob]:
+        """The host and mail-queue checks as scheduler jobs, of the current settings or of
+        ``settings`` about to be applied (each run reads the settings in use when it fires)."""
+        s = self.settings if settings == "current" else settings
+        if s is None:
+            return []
+        jobs = [TaskJob(s.site, RESOURCES_CHECK, s.interval, s.interval, self._run_host)]
+        if s.mail_queue is not None:
+            jobs.append(TaskJob(s.site, MAIL_CHECK, s.mail_queue.interval,
+                                s.mail_queue.timeout + MAIL_GRACE_SECONDS, self._run_mail))
+        return jobs
+
+    async def _run_host(self) -> None:
+        if self.settings is not None:
+            await self.check_host(self.settings)
+
+    async def _run_mail(self) -> None:
+        s = self.settings
+        if s is not None and s.mail_queue is not None:
+            await self.check_mail(s.site, s.mail_queue)
 
     def result_keys(self) -> list[tuple[str, str]]:
         """``(site, check)`` of every result the current config produces."""
@@ -96,12 +129,12 @@ class HostMonitor:
                              lambda: self.settings is None or self.settings.node_metrics)
 
     def start(self) -> None:
-        """Start the loops (needs a running event loop)."""
+        """Start the heartbeat loop (needs a running event loop)."""
         self._running = True
         self._spawn()
 
     async def stop(self) -> None:
-        """Cancel the loops and wait for them."""
+        """Cancel the heartbeat loop and wait for it."""
         self._running = False
         tasks = self._cancel()
         if tasks:
@@ -109,13 +142,7 @@ class HostMonitor:
 
     def _spawn(self) -> None:
         s = self.settings
-        if s is None:
-            return
-        self._tasks.append(asyncio.create_task(self._host_loop(s), name="host checks"))
-        if s.mail_queue is not None:
-            self._tasks.append(asyncio.create_task(self._mail_loop(s.site, s.mail_queue),
-                                                   name="mail queue check"))
-        if s.heartbeat is not None:
+        if s is not None and s.heartbeat is not None:
             self._tasks.append(asyncio.create_task(self.heartbeat.loop(s.heartbeat),
                                                    name="heartbeat"))
 
@@ -124,19 +151,6 @@ class HostMonitor:
         for task in tasks:
             task.cancel()
         return tasks
-
-    async def _host_loop(self, settings: HostSettings) -> None:
-        while True:
-            try:
-                await self.check_host(settings)
-            except Exception:  # a bug here must not end the host checks for good
-                log.exception("host check of %s failed", settings.site)
-            await asyncio.sleep(settings.interval)
-
-    async def _mail_loop(self, site: str, settings: MailQueue) -> None:
-        while True:
-            await self.check_mail(site, settings)
-            await asyncio.sleep(settings.interval)
 
     async def check_host(self, settings: HostSettings) -> list[ProbeResult]:
         """One run of the resource and service checks; returns the results it recorded."""

@@ -85,13 +85,29 @@ OUTBOX_DEAD = MetricDef("storewatch_outbox_dead_letters", "gauge",
 STATE_WRITABLE = MetricDef("storewatch_state_writable", "gauge",
                            "1 while incidents and the outbox are being saved to the state "
                            "directory, 0 while they cannot be (unwritable, disk full).")
+INCIDENT_ERRORS = MetricDef("storewatch_incident_errors_total", "counter",
+                            "Agent-side errors of the incident consumer (a bug, a sink that "
+                            "cannot be built); each is retried with backoff.")
+INCIDENT_QUEUE_DROPPED = MetricDef("storewatch_incident_queue_dropped_total", "counter",
+                                   "Non-L1 observations dropped because the incident queue was "
+                                   "full (L1 ones are never dropped).")
+INCIDENT_COLLECTOR_SUCCESS = MetricDef("storewatch_incident_collector_success", "gauge",
+                                       "1 if this scrape could read incidents and outbox from "
+                                       "the store, 0 if the query failed.")
+SCHEDULER_LAST_FIRED = MetricDef("storewatch_scheduler_last_fired_timestamp_seconds", "gauge",
+                                 "When the scheduler last started a check (Unix time).")
+SCHEDULER_STALLED = MetricDef("storewatch_scheduler_stalled", "gauge",
+                              "1 when no check has started for 3 x the shortest interval: "
+                              "checks have stopped (the watchdog is no longer pinged and "
+                              "/healthz answers 503).")
 
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_WORST_LEVEL, PROBE_INTERVAL, PROBE_DURATION, PROBE_STEP_DURATION,
     PROBE_HTTP_STATUS, PROBE_LAST_RUN, TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS,
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
-    OUTBOX_DEAD, STATE_WRITABLE,
+    OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
+    INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED,
 )
 
 # --- host: the server the agent runs on (agent/host/), read at scrape time ---

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,11 +20,19 @@ log = logging.getLogger(__name__)
 
 
 class IncidentCollector(Collector):
-    """Open incidents and outbox backlog, read from the store (its own read connection)."""
+    """Open incidents and outbox backlog, read from the store (its own read connection).
+
+    Scrapes come from the metrics server's threads: one lock guards the connection, which is
+    opened on the first scrape after the store exists and closed by ``close``. A query that
+    fails (store busy, broken) leaves the incident gauges out of that scrape and sets
+    ``storewatch_incident_collector_success`` to 0, logged once until it works again.
+    """
 
     def __init__(self, db: Path) -> None:
         self._db = db
         self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._failing = False
 
     def collect(self) -> Iterator[Metric]:
         """Fresh gauges from the store."""
@@ -32,9 +41,18 @@ class IncidentCollector(Collector):
         pending = GaugeMetricFamily(c.OUTBOX_PENDING.name, c.OUTBOX_PENDING.help)
         oldest = GaugeMetricFamily(c.OUTBOX_OLDEST_AGE.name, c.OUTBOX_OLDEST_AGE.help)
         dead = GaugeMetricFamily(c.OUTBOX_DEAD.name, c.OUTBOX_DEAD.help)
+        success = GaugeMetricFamily(c.INCIDENT_COLLECTOR_SUCCESS.name,
+                                    c.INCIDENT_COLLECTOR_SUCCESS.help)
+        with self._lock:
+            ok = self._read(open_, pending, oldest, dead)
+        success.add_metric([], 1.0 if ok else 0.0)
+        yield from (open_, pending, oldest, dead, success) if ok else (success,)
+
+    def _read(self, open_: GaugeMetricFamily, pending: GaugeMetricFamily,
+              oldest: GaugeMetricFamily, dead: GaugeMetricFamily) -> bool:
+        """Fill the gauges from the store (holding the lock); False if the query failed."""
         if self._conn is None and not self._db.is_file():  # the agent has not started yet
-            yield from (open_, pending, oldest)
-            return
+            return True
         try:
             if self._conn is None:
                 self._conn = connect(self._db)
@@ -45,16 +63,33 @@ class IncidentCollector(Collector):
             oldest.add_metric([], age)
             dead.add_metric([], float(dead_letters_of(self._conn)))
         except Exception as exc:  # a scrape must not fail because the store is busy
-            log.warning("incident metrics unavailable: %s", exc)
-            return
-        yield from (open_, pending, oldest, dead)
+            if not self._failing:
+                log.warning("incident metrics unavailable: %s", exc)
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("incident metrics available again")
+        self._failing = False
+        return True
+
+    def close(self) -> None:
+        """Close the read connection (a later scrape opens a new one)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class IncidentMetrics:
     """Counters of the incident engine and the outbox, on the agent's registry."""
 
     def __init__(self, registry: CollectorRegistry, db: Path) -> None:
-        registry.register(IncidentCollector(db))
+        self.collector = IncidentCollector(db)
+        registry.register(self.collector)
+        self.errors = Counter(c.INCIDENT_ERRORS.name.removesuffix("_total"), c.INCIDENT_ERRORS.help,
+                              registry=registry)
+        self.dropped = Counter(c.INCIDENT_QUEUE_DROPPED.name.removesuffix("_total"),
+                               c.INCIDENT_QUEUE_DROPPED.help, registry=registry)
         self.opened = Counter(c.INCIDENTS_OPENED.name.removesuffix("_total"),
                               c.INCIDENTS_OPENED.help, list(c.INCIDENTS_OPENED.labels),
                               registry=registry)
@@ -69,3 +104,7 @@ class IncidentMetrics:
     def delivery(self, sink: str, action: str, outcome: str) -> None:
         """Count a delivery attempt."""
         self.deliveries.labels(sink, action, outcome).inc()
+
+    def close(self) -> None:
+        """Close the collector's read connection."""
+        self.collector.close()

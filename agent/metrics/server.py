@@ -247,8 +247,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._metrics()
         elif path == "/healthz":
-            body = json.dumps(self.server.health()).encode()
-            self._send(200, "application/json", body)
+            health = self.server.health()
+            body = json.dumps(health).encode()
+            self._send(200 if health.get("status") == "ok" else 503, "application/json", body)
         elif path == "/":
             self._send(200, "text/html; charset=utf-8",
                        b'<html><body><h1>storewatch</h1><p><a href="/metrics">/metrics</a> '

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,13 +19,6 @@ from tests.agent.servers import free_port, serve
 from tests.conftest import TLSMaterial
 
 K = FindingKind
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    stack = HttpClients("storewatch-test")
-    yield stack
-    await stack.aclose()
 
 
 def site_config(base_url: str, check: dict[str, Any] | None = None,

@@ -4,6 +4,7 @@ dead letters with one clear log line, ticket text."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -240,3 +241,158 @@ def test_ticket_text(store: Store, secret: str) -> None:
     assert secret not in view.body and secret not in str(view.evidence)
     assert resolution_text(view) == ("Recovered at 2026-03-01T12:05:30Z after 5m30s (opened "
                                      "2026-03-01T12:00:00Z, 3 failing runs).")
+
+
+class DownUntil:
+    """A tracker that answers 503 (optionally with ``Retry-After``) until the fake clock reaches
+    ``until``, then works (delegating to the real sqlite sink); records when it was asked."""
+
+    def __init__(self, inner: SqliteSink, clock: list[datetime], until: datetime,
+                 retry_after: float | None = None) -> None:
+        self.name = inner.name
+        self.inner = inner
+        self.clock = clock
+        self.until = until
+        self.retry_after = retry_after
+        self.asked: list[datetime] = []
+
+    def _check(self) -> None:
+        self.asked.append(self.clock[0])
+        if self.clock[0] < self.until:
+            raise RetryableSinkError("create ticket: HTTP 503", retry_after=self.retry_after)
+
+    async def find(self, incident: IncidentView) -> TicketRef | None:
+        self._check()
+        return await self.inner.find(incident)
+
+    async def open(self, incident: IncidentView) -> TicketRef:
+        return await self.inner.open(incident)
+
+    async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
+        await self.inner.update(ref, incident, event)
+
+    async def resolve(self, ref: TicketRef, incident: IncidentView) -> None:
+        await self.inner.resolve(ref, incident)
+
+
+async def deliver_through_outage(store: Store, sink: DownUntil, clock: list[datetime],
+                                 **options: float) -> datetime:
+    """Run the outbox on the fake clock (jumping to each next due time) until the ticket is
+    delivered; returns the fake time of delivery."""
+    box = Outbox(store, {"sqlite": sink}, lambda site: SiteInfo(), rng=random.Random(3),
+                 clock=lambda: clock[0], **options)  # type: ignore[arg-type]
+    for _ in range(1000):
+        await box.deliver_due()
+        if not store.outbox(OutboxState.PENDING):
+            return clock[0]
+        next_due = store.next_due()
+        assert next_due is not None
+        clock[0] = max(clock[0], next_due)
+    raise AssertionError("never delivered")
+
+
+def set_level(store: Store, incident_id: int, level: Level) -> None:
+    with store.transaction():
+        store.update_incident(incident_id, level=level)
+
+
+async def test_an_l1_ticket_goes_out_within_30s_of_a_10_minute_tracker_outage(
+        store: Store, sqlite_sink: SqliteSink) -> None:
+    open_incident(store)  # an L1 incident
+    clock = [NOW]
+    recovered = NOW + timedelta(minutes=10)
+    sink = DownUntil(sqlite_sink, clock, recovered)
+    delivered = await deliver_through_outage(store, sink, clock)
+    assert (delivered - recovered) <= timedelta(seconds=30)
+    gaps = [(b - a).total_seconds() for a, b in zip(sink.asked, sink.asked[1:], strict=False)]
+    assert max(gaps) <= 30  # no attempt ever waited past the L1 cap
+    assert len(local_tickets(store)) == 1
+
+
+async def test_lower_levels_back_off_further_but_within_their_own_cap(
+        store: Store, sqlite_sink: SqliteSink) -> None:
+    set_level(store, open_incident(store), Level.L3)
+    clock = [NOW]
+    recovered = NOW + timedelta(minutes=10)
+    sink = DownUntil(sqlite_sink, clock, recovered)
+    delivered = await deliver_through_outage(store, sink, clock)
+    gaps = [(b - a).total_seconds() for a, b in zip(sink.asked, sink.asked[1:], strict=False)]
+    assert 30 < max(gaps) <= 300
+    assert delivered - recovered <= timedelta(seconds=300)
+
+
+async def test_retry_after_is_honoured_for_l1_beyond_its_cap(
+        store: Store, sqlite_sink: SqliteSink) -> None:
+    open_incident(store)
+    clock = [NOW]
+    sink = DownUntil(sqlite_sink, clock, NOW + timedelta(minutes=5), retry_after=120)
+    await deliver_through_outage(store, sink, clock)
+    gaps = [(b - a).total_seconds() for a, b in zip(sink.asked, sink.asked[1:], strict=False)]
+    assert gaps and min(gaps) >= 120
+
+
+class HangingSink:
+    """A tracker that accepts the connection and never answers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.asked = asyncio.Event()
+
+    async def _hang(self) -> None:
+        self.asked.set()
+        await asyncio.Event().wait()
+
+    async def find(self, incident: IncidentView) -> TicketRef | None:
+        await self._hang()
+        return None
+
+    async def open(self, incident: IncidentView) -> TicketRef:
+        await self._hang()
+        raise AssertionError("unreachable")
+
+    async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
+        await self._hang()
+
+    async def resolve(self, ref: TicketRef, incident: IncidentView) -> None:
+        await self._hang()
+
+
+async def test_a_hanging_sink_does_not_delay_another_sinks_ticket(
+        store: Store, sqlite_sink: SqliteSink) -> None:
+    incident_id = open_incident(store)
+    with store.transaction():  # the hung tracker's entry comes first in the outbox
+        store.enqueue(incident_id, "hung", "open", NOW)
+    store.conn.execute("UPDATE outbox SET sink = CASE id WHEN 1 THEN 'hung' ELSE 'sqlite' END")
+    hung = HangingSink("hung")
+    box = Outbox(store, {"hung": hung, "sqlite": sqlite_sink}, lambda site: SiteInfo())
+    stop = asyncio.Event()
+    worker = asyncio.create_task(box.run(stop, poll=0.05))
+    try:
+        await asyncio.wait_for(hung.asked.wait(), 30)
+        loop = asyncio.get_running_loop()
+        asked_at = loop.time()
+        async with asyncio.timeout(30):  # the sqlite ticket arrives while "hung" still hangs
+            while not local_tickets(store):
+                assert not worker.done()
+                await asyncio.sleep(0.01)
+        delay = loop.time() - asked_at
+    finally:
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+    print(f"sqlite ticket {delay:.3f}s after the hung tracker was asked")
+    (hung_entry, sqlite_entry) = store.outbox()
+    assert (hung_entry.sink, hung_entry.state) == ("hung", OutboxState.PENDING)
+    assert (sqlite_entry.sink, sqlite_entry.state) == ("sqlite", OutboxState.DELIVERED)
+
+
+async def test_each_attempt_has_its_own_deadline(store: Store) -> None:
+    open_incident(store)
+    outcomes: list[str] = []
+    box = Outbox(store, {"sqlite": HangingSink("sqlite")}, lambda site: SiteInfo(),
+                 attempt_timeout=0.2,
+                 on_attempt=lambda sink, action, outcome: outcomes.append(outcome))
+    await asyncio.wait_for(box.deliver_due(), 30)
+    (entry,) = store.outbox()
+    assert outcomes == ["retry"]
+    assert (entry.state, entry.attempts, entry.last_error) == (
+        OutboxState.PENDING, 1, "no answer within 0.2s")

@@ -3,7 +3,7 @@ with real SQLite baselines in a temporary state directory."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,6 @@ from tests.agent.servers import serve
 
 K = FindingKind
 LISTINGS = ["/category/tops", "/category/bottoms", "/category/gear"]
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    stack = HttpClients("storewatch-test")
-    yield stack
-    await stack.aclose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ over real sockets against the demo store's platform-shaped endpoints."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,13 +21,6 @@ from tests.agent.commerce import kinds, one_check, run_check
 K = FindingKind
 SHOP = "https://shop.example"
 WOO = f"{SHOP}/wp-json/wc/store/v1"
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    stack = HttpClients("storewatch-test")
-    yield stack
-    await stack.aclose()
 
 
 def recipe_check(**params: Any) -> dict[str, Any]:

@@ -68,10 +68,12 @@ async def test_an_unusable_state_dir_keeps_probing_and_metrics_with_one_line(
     text = await scrape()
     assert samples(text, "storewatch_state_writable") == [({}, 0.0)]
     runs_before = sum(v for _, v in samples(text, "storewatch_probe_runs_total"))
-    await asyncio.sleep(1.5)  # several intervals: probing goes on, findings reach /metrics
-    text = await scrape()
-    assert sum(v for _, v in samples(text, "storewatch_probe_runs_total")) > runs_before
-    assert ({"site": "demo", "check": "home"}, 0.0) in samples(text, "storewatch_probe_success")
+    async with asyncio.timeout(30):  # probing goes on, findings reach /metrics
+        while not (sum(v for _, v in samples(text, "storewatch_probe_runs_total"))
+                   >= runs_before + 3 and ({"site": "demo", "check": "home"}, 0.0)
+                   in samples(text, "storewatch_probe_success")):
+            await asyncio.sleep(0.1)
+            text = await scrape()
     assert samples(text, "storewatch_state_writable") == [({}, 0.0)]
     assert agent.proc is not None and agent.proc.returncode is None
     await agent.kill(signal.SIGTERM)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,13 +14,6 @@ from tests.agent.commerce import kinds, one_check, run_check
 from tests.agent.servers import serve
 
 K = FindingKind
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    stack = HttpClients("storewatch-test")
-    yield stack
-    await stack.aclose()
 
 
 def steps_check(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:

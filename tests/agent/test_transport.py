@@ -6,7 +6,6 @@ import asyncio
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,13 +17,6 @@ from agent.httpclient import FetchResult, HttpClients, fetch
 from agent.transport import LeanTransport
 from tests.agent.servers import serve
 from tests.conftest import TLSMaterial
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    stack = HttpClients("storewatch-test")
-    yield stack
-    await stack.aclose()
 
 
 async def test_shared_client_uses_the_lean_transport(clients: HttpClients) -> None:

@@ -4,7 +4,6 @@ within the check's deadline, through the shared client stack (agent/httpclient.p
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -19,13 +18,6 @@ from tests.faults.hostile import MARKER, HostileServer
 
 SLACK_S = 0.5
 """Scheduling slack on top of timeout + grace (a loaded CI machine)."""
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[HttpClients]:
-    stack = HttpClients("storewatch-faults")
-    yield stack
-    await stack.aclose()
 
 
 def fault_config(fault: Fault, hostile: HostileServer, certs: HostileCerts) -> Config:
