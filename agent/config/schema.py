@@ -726,6 +726,10 @@ class MaintenanceWindow(StrictModel):
         return self
 
 
+GroupKey = Literal["site", "kind", "check"]
+DEFAULT_GROUP_BY: tuple[GroupKey, ...] = ("site", "kind")
+
+
 class IncidentSettings(StrictModel):
     """When findings become incidents, and how tickets look (see README, "Incidents")."""
 
@@ -737,6 +741,10 @@ class IncidentSettings(StrictModel):
     flap_window: Duration = 3600.0
     flap_changes: int = Field(default=4, ge=2, le=1000)
     reminder: Duration | None = None
+    group_by: list[GroupKey] = Field(default_factory=lambda: list(DEFAULT_GROUP_BY))
+    """Keys of one incident for the business-impact kinds (checkout, payment, catalog, search,
+    filter, corruption, business logic): default one incident per site and kind, every check
+    that sees it listed as evidence; add ``check`` for one incident per check."""
     checks: list[CheckPolicy] = Field(default_factory=list)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     reference_targets: list[str] = Field(default_factory=list)
@@ -744,6 +752,17 @@ class IncidentSettings(StrictModel):
     dashboard_url: str | None = None
     """Template of a ticket's dashboard link; placeholders {site} {check} {kind} {incident}
     {fingerprint}."""
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_keys(cls, value: list[str]) -> list[str]:
+        missing = [key for key in ("site", "kind") if key not in value]
+        if missing:
+            raise ValueError(f"must include {' and '.join(missing)} (an incident is always one "
+                             "kind of problem of one site); add 'check' to split it per check")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a key twice")
+        return value
 
     @field_validator("reference_targets")
     @classmethod
