@@ -61,7 +61,7 @@ MAX_SLOW_DELAY_S: float = 300.0
 FRAGILE_LIMIT: int = 2
 """``fragile``: storefront requests the shop handles at once; one more gets a 500 "database is
 locked" (a small shop on SQLite or a tiny database pool)."""
-FRAGILE_WORK_S: float = 0.05
+FRAGILE_WORK_S: float = 0.2
 """``fragile``: how long each request holds its database connection."""
 
 SESSION_COOKIE = "demo_session"

@@ -49,8 +49,8 @@ _TEMPLATE_VARIABLE = re.compile(r"\{\{-?\s*[A-Za-z_][\w.\[\]'\"]*\s*(\|[^{}]{0,8
 """An unrendered ``{{ variable }}`` in the page's visible text."""
 _NOT_VISIBLE = re.compile(r"<(script|style|template|textarea)\b.*?</\1\s*>|<!--.*?-->",
                           re.IGNORECASE | re.DOTALL)
-_CLIENT_TEMPLATES = re.compile(r"\s(v-[a-z]+|:[a-z-]+|ng-[a-z]+|data-ng-[a-z]+|x-data|x-text|"
-                               r"\[\[?[a-z]+\]?\])=", re.IGNORECASE)
+_CLIENT_TEMPLATES = re.compile(r"\s(v-[a-z:-]+|:[a-z-]+|ng-[a-z-]+|data-ng-[a-z-]+|data-v-[\w-]*|"
+                               r"x-data|x-text|\[\[?[a-z]+\]?\])(?=[\s=>/])", re.IGNORECASE)
 """Attributes of client-side template frameworks (Vue, Angular, Alpine): their pages carry
 ``{{ }}`` on purpose until the browser renders them."""
 
