@@ -49,7 +49,8 @@ class IncidentService:
         self.metrics = metrics
         self.health = health or StateHealth()
         self.guard = ConnectivityGuard(clients, config.incidents.reference_targets,
-                                       timeout=min(5.0, config.defaults.timeout))
+                                       timeout=min(5.0, config.defaults.timeout
+                                                   or config.defaults.request_timeout))
         self._clients = clients
         self._http: httpx.AsyncClient | None = None
         self._queue: asyncio.Queue[Observation] = asyncio.Queue()
