@@ -185,7 +185,7 @@ class IncidentEngine:
                 continue
             self._record(incident_id, event, new, now)
         if incident_id is not None and item is not None:
-            self._refresh(incident_id, item, new, run, now)
+            self._refresh(incident_id, item, new, run, now, ticketed_before=track.ticketed)
         elif incident_id is not None:
             self.store.update_incident(incident_id, flapping=new.flapping)
         self.store.save_track(fp, new)
@@ -198,7 +198,7 @@ class IncidentEngine:
             evidence=_with_checks(f.evidence, {f.check}))
 
     def _refresh(self, incident_id: int, item: Failing, track: Track, run: Run,
-                 now: datetime) -> None:
+                 now: datetime, *, ticketed_before: bool) -> None:
         record = self.store.incident(incident_id)
         if record is None or record.state is Phase.RESOLVED:
             return
@@ -212,7 +212,7 @@ class IncidentEngine:
         if f.check not in _seen_by(record.evidence):
             text = f"also seen by check {f.check}: {f.summary}"
             self.store.add_event(incident_id, now, "evidence", text)
-            if track.ticketed:
+            if ticketed_before:  # a ticket opened by this run shows every check already
                 for sink in self.store.incident_sinks(incident_id):
                     self.store.enqueue(incident_id, sink, "update", now, "note", text)
 

@@ -171,6 +171,26 @@ def test_flapping_holds_the_incident_open_instead_of_reopening() -> None:
     assert track.phase is Phase.OPEN and track.flapping
 
 
+@pytest.mark.parametrize("threshold", [4, 5, 6])
+def test_flapping_message_counts_changes_up_to_the_configured_threshold(threshold: int) -> None:
+    policy = Policy(confirm=1, recover=1, flap_changes=threshold,
+                    flap_window=timedelta(hours=1))
+    track, texts, changes = Track(), [], 0
+    for i, code in enumerate("F P " * 5):
+        if code == " ":
+            continue
+        phase = track.phase
+        track, events = step(track, _run(code), T0 + i * MINUTE, policy)
+        changes += track.phase is not phase
+        texts += [e.text for e in events if e.type is EventType.FLAPPING]
+        if texts:
+            break
+    assert texts == [f"flapping: {threshold} state changes within 60 min (threshold "
+                     f"{threshold}); held open until it is stable"]
+    # the threshold-th change is an open (made, then flagged) or a resolve (held back)
+    assert changes == (threshold if threshold % 2 else threshold - 1)
+
+
 def test_flapping_incident_resolves_once_the_window_is_quiet() -> None:
     policy = Policy(confirm=1, recover=1, flap_changes=4, flap_window=timedelta(minutes=10))
     track, seen = _play("F P F P " + "P " * 12, policy)

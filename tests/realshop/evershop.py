@@ -62,10 +62,11 @@ SEARCH_KEYWORD = "cup"
 
 FAULTS = {
     "latency_ms": "every page and API request waits this many milliseconds first",
-    "checkout_500": "/checkout*, /cart* and POST /api/cart* answer 500",
+    "checkout_500": "/checkout* and POST /api/cart* (add to cart) answer 500",
     "search_broken": "/search finds nothing (the keyword is replaced before the shop sees it)",
-    "corrupt_listing": "pages: product cards lose their class (raw template attribute), "
-                       "template error text and a 404 stylesheet link are injected",
+    "corrupt_listing": "this path (e.g. '/accessories'): product cards lose their class (a raw "
+                       "template attribute), template error text and a 404 stylesheet link "
+                       "are injected",
     "max_in_flight": "more concurrent requests than this answer 500 'database is locked'",
 }
 """Faults of ``EverShop.set_faults`` (implemented in evershop_preload.cjs)."""
@@ -132,6 +133,8 @@ class EverShop:
         self.fault_file = work / "faults.json"
         self.log_file = work / "evershop.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.unpublished: set[str] = set()
+        """SKUs unpublished through ``set_published`` and not published again."""
         self._token: str | None = None
         self._env = {
             **os.environ, **_db_env(pg),
@@ -273,14 +276,23 @@ class EverShop:
         return [row[0] for row in self.sql("SELECT sku FROM product ORDER BY sku")]
 
     def set_published(self, sku: str, published: bool) -> None:
-        """Publish or unpublish one product (``PATCH /api/products/<uuid>`` status)."""
-        self.admin_api("PATCH", f"/api/products/{self.product_uuid(sku)}",
-                       {"status": 1 if published else 0})
+        """Publish or unpublish one product (``PATCH /api/products/<uuid>`` status).
 
-    def set_all_published(self, published: bool) -> None:
-        """Publish or unpublish every product through the admin API."""
-        for sku in self.skus():
-            self.set_published(sku, published)
+        The payload repeats the product's category: EverShop's payload schema defaults a
+        missing ``category_id`` to null, which would take the product (and its variant
+        siblings) out of their category.
+        """
+        rows = self.sql("SELECT uuid, coalesce(category_id::text, '') FROM product "
+                        f"WHERE sku = '{sku.replace(chr(39), '')}'")
+        if not rows:
+            raise EverShopError(f"no product with SKU {sku}")
+        uuid, category = rows[0]
+        self.admin_api("PATCH", f"/api/products/{uuid}",
+                       {"status": 1 if published else 0, "category_id": category or None})
+        if published:
+            self.unpublished.discard(sku)
+        else:
+            self.unpublished.add(sku)
 
     # --- setup ----------------------------------------------------------------------------
     def provision(self) -> None:

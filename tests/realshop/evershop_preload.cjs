@@ -6,9 +6,9 @@
 // 3. Shop-level faults for the tests, read from the JSON file named by
 //    STOREWATCH_FAULT_FILE on every request (no file or {} = healthy). Keys:
 //    latency_ms: number        every page/API request waits this long before the shop sees it
-//    checkout_500: true        /checkout*, /cart* and POST /api/cart* answer 500
+//    checkout_500: true        /checkout* and POST /api/cart* (add to cart) answer 500
 //    search_broken: true       /search runs with a keyword no product matches
-//    corrupt_listing: true     category pages: product cards renamed to raw template tags,
+//    corrupt_listing: "/path"  that page: product cards renamed to a raw template attribute,
 //                              template error text and a 404 stylesheet link injected
 //    max_in_flight: number     more concurrent requests than this answer 500 "database is locked"
 'use strict';
@@ -90,7 +90,7 @@ function corruptListing(req, res) {
   const origEnd = res.end;
   const origWriteHead = res.writeHead;
   res.writeHead = function writeHead(...args) {
-    this.removeHeader && this.removeHeader('Content-Length');
+    if (!this.headersSent) this.removeHeader('Content-Length');
     if (args.length > 1 && typeof args[args.length - 1] === 'object') {
       const headers = args[args.length - 1];
       for (const name of Object.keys(headers)) {
@@ -114,9 +114,9 @@ function corruptListing(req, res) {
     if (type.includes('text/html')) {
       body = body
         .replace(/<head>/, '<head><link rel="stylesheet" href="/assets/theme-broken-0000.css">')
-        .replace(/class="([^"]*)product-item([^"]*)"/g, 'data-broken="{{ product.card }}"')
+        .replace(/class="product__list__item[^"]*"/g, 'data-card="{{ product.card }}"')
         .replace(/<body([^>]*)>/, '<body$1>{% for product in category.products %}<p>Template error: Unknown variable &quot;products&quot; in listing.html line 12</p>');
-      this.removeHeader('Content-Length');
+      if (!this.headersSent) this.removeHeader('Content-Length');
     }
     const cbFn = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb;
     return origEnd.call(this, body, 'utf8', cbFn);
@@ -142,7 +142,7 @@ http.Server.prototype.emit = function emit(event, req, res) {
     return true;
   }
   const run = () => {
-    if (f.checkout_500 && (/^\/(checkout|cart)(\/|\?|$)/.test(url) ||
+    if (f.checkout_500 && (/^\/checkout(\/|\?|$)/.test(url) ||
         (req.method === 'POST' && url.startsWith('/api/cart')))) {
       fail(res, 500, 'Internal Server Error');
       return;
@@ -150,7 +150,7 @@ http.Server.prototype.emit = function emit(event, req, res) {
     if (f.search_broken && /^\/search(\?|$)/.test(url)) {
       req.url = url.replace(/keyword=[^&]*/, 'keyword=zzqx-index-missing');
     }
-    if (f.corrupt_listing && /^\/(accessories|[a-z-]+)(\?|$)/.test(url) && !url.startsWith('/search')) {
+    if (f.corrupt_listing && url.split('?')[0] === f.corrupt_listing) {
       corruptListing(req, res);
     }
     originalEmit.apply(this, args);
