@@ -111,10 +111,12 @@ class IncidentEngine:
     """Turns observations into incidents, history and outbox entries."""
 
     def __init__(self, store: Store, config: Config,
-                 on_opened: Callable[[IncidentRecord, str | None], None] | None = None) -> None:
+                 on_opened: Callable[[IncidentRecord, str | None], None] | None = None,
+                 on_resolved: Callable[[IncidentRecord], None] | None = None) -> None:
         self.store = store
         self.config = config
         self._on_opened = on_opened
+        self._on_resolved = on_resolved
 
     def handle(self, obs: Observation, *, online: bool = True,
                now: datetime | None = None) -> None:
@@ -229,6 +231,10 @@ class IncidentEngine:
         elif event.type in (EventType.RESOLVED, EventType.DISCARDED):
             store.update_incident(incident_id, state=Phase.RESOLVED, resolved_at=now,
                                   flapping=False)
+            resolved = store.incident(incident_id)
+            if (event.type is EventType.RESOLVED and self._on_resolved is not None
+                    and resolved is not None):
+                self._on_resolved(resolved)
         if event.ticket is None or record is None:
             return
         if event.ticket is TicketOp.OPEN:
