@@ -1115,9 +1115,11 @@ def _fault_label(faults: Iterable[str]) -> str:
     return ",".join(names) if names else "none"
 
 
-async def _serve_until_signal(host: str, port: int, faults: frozenset[str]) -> int:
+async def _serve_until_signal(host: str, port: int, faults: frozenset[str],
+                              slow_delay_s: float = SLOW_DELAY_S) -> int:
     try:
         store = await start_store(host, port, faults)
+        store.slow_delay_s = slow_delay_s
     except OSError as exc:
         print(f"demo store: cannot listen on {host}:{port}: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -1139,19 +1141,24 @@ async def _serve_until_signal(host: str, port: int, faults: frozenset[str]) -> i
     return 0
 
 
-def run_demo_store(host: str, port: int, faults: Sequence[str]) -> int:
+def run_demo_store(host: str, port: int, faults: Sequence[str],
+                   slow_delay_s: float = SLOW_DELAY_S) -> int:
     """Serve a demo store until SIGTERM/SIGINT (blocking); the exit status is returned.
 
     Prints ``demo store listening on http://HOST:PORT (faults: none|a,b)`` once listening.
-    Returns 0 after a signal, 2 for an unknown fault name, 1 when the address cannot be bound
-    (both with a one-line message on stderr).
+    Returns 0 after a signal, 2 for an unknown fault name or slow delay, 1 when the address
+    cannot be bound (both with a one-line message on stderr).
     """
     try:
         valid = validate_faults(faults)
     except UnknownFaultError as exc:
         print(f"demo store: {exc}", file=sys.stderr, flush=True)
         return 2
+    if not 0 <= slow_delay_s <= MAX_SLOW_DELAY_S:
+        print(f"demo store: --slow-delay must be 0-{MAX_SLOW_DELAY_S:g} seconds",
+              file=sys.stderr, flush=True)
+        return 2
     try:
-        return asyncio.run(_serve_until_signal(host, port, valid))
+        return asyncio.run(_serve_until_signal(host, port, valid, slow_delay_s))
     except KeyboardInterrupt:   # SIGINT before the handler was installed
         return 0
