@@ -10,7 +10,6 @@ from agent.demo.scenario import FAULT_CHECKS, SCHEDULE, bundled_config
 from agent.incidents import policy_for
 from classifier import Level
 
-
 LEVELS = {"down": Level.L1, "checkout": Level.L1, "catalog": Level.L2, "search": Level.L3,
           "skimmer": Level.L1}
 """The level each scheduled fault's incident has (tests/agent/test_demo_faults.py)."""
