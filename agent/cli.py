@@ -122,6 +122,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     with_config(check)
     check.add_argument("--site", help="only this site")
     check.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    check.add_argument("--state-dir", type=Path,
+                       help="learn catalog counts and script origins here (default: read "
+                            "agent.state_dir's baselines, write none)")
 
     validate = sub.add_parser("validate", help="validate the config and exit", **command_help(
         "Load and validate the config (includes, environment variables, credentials) without "
@@ -157,6 +160,8 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     store.add_argument("--port", type=int, default=8765)
     store.add_argument("--fault", action="append", default=[], metavar="NAME",
                        help="start with this fault on (repeatable; names above)")
+    store.add_argument("--slow-delay", type=float, default=None, metavar="SECONDS",
+                       help="delay of the slow fault (default 2.5)")
 
     files = sub.add_parser(
         "install-files", help="write the unit, example configs, dashboards and rules to DIR",
@@ -233,7 +238,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise ConfigError(f"no site named '{args.site}'", file=str(args.config),
                                   field="--site")
             try:
-                return _check(config, args.site, args.json)
+                return _check(config, args.site, args.json, args.state_dir)
             except ConfigError:
                 raise
             except StorewatchError as exc:
@@ -270,15 +275,17 @@ def _dispatch(args: argparse.Namespace) -> int:
                 validate_faults(args.fault)
             except UnknownFaultError as exc:
                 raise ConfigError(str(exc), field="--fault") from None
-            return run_demo_store(args.host, args.port, args.fault)
+            if args.slow_delay is None:
+                return run_demo_store(args.host, args.port, args.fault)
+            return run_demo_store(args.host, args.port, args.fault, args.slow_delay)
     raise AssertionError(args.command)  # argparse only allows the commands above
 
 
-def _check(config: Config, site: str | None, as_json: bool) -> int:
+def _check(config: Config, site: str | None, as_json: bool, state_dir: Path | None) -> int:
     from agent.report import observation_json, results_table
     from agent.service import check_once
 
-    observations = asyncio.run(check_once(config, site))
+    observations = asyncio.run(check_once(config, site, state_dir))
     if as_json:
         doc = {"version": __version__, "results": [observation_json(o) for o in observations]}
         print(json.dumps(doc, indent=2))
@@ -308,6 +315,7 @@ async def _online(config: Config) -> bool:
     clients = HttpClients(config.agent.user_agent)
     try:
         return await ConnectivityGuard(clients, config.incidents.reference_targets,
-                                       timeout=min(5.0, config.defaults.timeout)).online()
+                                       timeout=min(5.0, config.defaults.timeout
+                                                   or config.defaults.request_timeout)).online()
     finally:
         await clients.aclose()

@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from agent.errors import ConfigError
+from agent.politeness import Politeness
 from agent.proxy import ProxyRules, parse_proxy_url
 from agent.transport import LeanTransport, TransportFactory
 
@@ -50,6 +51,9 @@ class FetchFailure(StrEnum):
     TIMEOUT = "timeout"
     PROTOCOL = "protocol"
     TOO_MANY_REDIRECTS = "too_many_redirects"
+    BUDGET = "budget"
+    """The check's total budget ran out before this request answered (earlier ones were slow,
+    or it waited for the site's request slots): slow, not broken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,8 @@ class HttpClients:
             self._env_proxies = ProxyRules.from_env(env)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        self.politeness = Politeness()
+        """Per-site request slots every probe's requests go through (agent/politeness.py)."""
         self._clients: dict[_ClientKey, httpx.AsyncClient] = {}
         self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
 

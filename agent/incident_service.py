@@ -68,7 +68,8 @@ class IncidentService:
         self.metrics = metrics
         self.health = health or StateHealth()
         self.guard = ConnectivityGuard(clients, config.incidents.reference_targets,
-                                       timeout=min(5.0, config.defaults.timeout))
+                                       timeout=min(5.0, config.defaults.timeout
+                                                   or config.defaults.request_timeout))
         self._clients = clients
         self._http: httpx.AsyncClient | None = None
         self._queue = ObservationQueue(queue_size, self._dropped)
@@ -81,6 +82,7 @@ class IncidentService:
         self._tried_at = 0.0
         self._failing: str | None = None
         self._just_opened: list[tuple[IncidentRecord, str | None]] = []
+        self._just_resolved: list[IncidentRecord] = []
         try:
             store = Store(db_path(self.config.agent.state_dir))
         except StateError as exc:
@@ -137,7 +139,8 @@ class IncidentService:
 
     def _install(self, store: Store, sinks: dict[str, TicketSink]) -> None:
         self._store = store
-        self._engine = IncidentEngine(store, self.config, self._opened)
+        self._engine = IncidentEngine(store, self.config, self._opened,
+                                      self._just_resolved.append)
         self._outbox = Outbox(store, sinks, self._site_info,
                               on_attempt=self.metrics.delivery if self.metrics else None,
                               health=self.health, db=self._db)
@@ -261,13 +264,15 @@ class IncidentService:
         if not await self._open_store():
             return False
         self._just_opened.clear()
+        self._just_resolved.clear()
         try:
             online = True
             if obs.result.findings:
                 online = await self.guard.online()
             await self._db.run(self.engine.handle, obs, online=online)
         except Exception as exc:
-            self._just_opened.clear()  # rolled back: nothing was opened
+            self._just_opened.clear()  # rolled back: nothing was opened or resolved
+            self._just_resolved.clear()
             if not is_state_error(exc):
                 raise
             self.health.failed(f"{self.store.path}: {exc}")
@@ -277,6 +282,9 @@ class IncidentService:
         for record, no_ticket in self._just_opened:
             self._report_opened(record, no_ticket)
         self._just_opened.clear()
+        for record in self._just_resolved:
+            _report_resolved(record)
+        self._just_resolved.clear()
         self.outbox.wake.set()
         return True
 
@@ -297,6 +305,16 @@ class IncidentService:
         if self._store is not None:
             await self._db.run(self._store.close)
         self._db.close()
+
+
+def _report_resolved(record: IncidentRecord) -> None:
+    """The INFO line of a resolved incident, the counterpart of the "opened" line."""
+    level = str(record.level) if record.level is not None else "none"
+    lasted = ""
+    if record.opened_at is not None and record.resolved_at is not None:
+        lasted = f" after {int((record.resolved_at - record.opened_at).total_seconds())}s open"
+    log.info("incident #%d resolved%s: [%s] %s — %s: %s", record.id, lasted, level,
+             record.site, record.check, record.kind.value)
 
 
 def _close(sinks: Iterable[TicketSink]) -> None:

@@ -1,6 +1,7 @@
 """Runs every configured check on its interval: APScheduler (asyncio) jobs, one per check.
 
-* Each check's first run is spread over its interval by a stable hash of its key, and every run
+* Each site's checks have their first runs evenly spread over the interval from a stable hash
+  of the site's name (agent/politeness.py: a site never gets all its checks at once), and every run
   gets up to ``jitter`` x interval of random delay, so a thousand checks never fire at once.
 * A check never overlaps itself (``max_instances=1``); a run that would overlap is counted as
   ``skipped``.
@@ -48,6 +49,7 @@ from agent.httpclient import HttpClients
 from agent.metrics import catalog as c
 from agent.metrics.collectors import AgentMetrics
 from agent.pipeline import Classifier, LatestResults, Observation
+from agent.politeness import first_run_offset
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
 
@@ -100,7 +102,7 @@ class CheckRunner:
                 self.metrics.lateness.observe(max(0.0, time.time() - scheduled_at))
             probe = PROBES[planned.check.type]
             ctx = ProbeContext(self.clients, planned.site, planned.timeout,
-                               baselines=self.baselines)
+                               baselines=self.baselines, request_timeout=planned.request_timeout)
             result = await run_guarded(probe, planned.check, ctx)
         return self.record(result)
 
@@ -150,6 +152,15 @@ def start_offset(key: str, interval: float) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * interval
 
 
+def _spread_by_site(planned: list[PlannedCheck]) -> dict[str, float]:
+    """First-run offsets: each site's checks evenly spaced over their interval (politeness)."""
+    by_site: dict[str, list[PlannedCheck]] = {}
+    for p in planned:
+        by_site.setdefault(p.site.name, []).append(p)
+    return {p.key: first_run_offset(site, i, len(checks), p.interval)
+            for site, checks in by_site.items() for i, p in enumerate(checks)}
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulePlan:
     """The jobs of one config, built before any of them replaces the running ones."""
@@ -184,9 +195,10 @@ class CheckScheduler:
         wanted = {t.key: t for t in tasks}
         now = datetime.now(UTC)
         triggers: dict[str, IntervalTrigger] = {}
+        offsets = _spread_by_site(list(planned.values()))
         for key, p in planned.items():
             if self._planned.get(key) != p:
-                offset = start_offset(key, p.interval) if self._spread else 0.0
+                offset = offsets[key] if self._spread else 0.0
                 triggers[key] = _trigger(p.interval, now + timedelta(seconds=offset),
                                          config.agent.jitter)
         for key, t in wanted.items():

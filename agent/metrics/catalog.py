@@ -100,6 +100,12 @@ SCHEDULER_STALLED = MetricDef("storewatch_scheduler_stalled", "gauge",
                               "1 when no check has started for 3 x the shortest interval: "
                               "checks have stopped (the watchdog is no longer pinged and "
                               "/healthz answers 503).")
+SITE_WAIT_SECONDS = MetricDef("storewatch_site_wait_seconds_total", "counter",
+                              "Seconds requests waited for one of the site's request slots "
+                              "(per-site politeness limit).", ("site",))
+SITE_IN_FLIGHT = MetricDef("storewatch_site_requests_in_flight", "gauge",
+                           "Requests to the site in flight now (at most its max_in_flight).",
+                           ("site",))
 
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_WORST_LEVEL, PROBE_INTERVAL, PROBE_DURATION, PROBE_STEP_DURATION,
@@ -107,7 +113,8 @@ ALL: tuple[MetricDef, ...] = (
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
     OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
-    INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED,
+    INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
+    SITE_IN_FLIGHT,
 )
 
 # --- host: the server the agent runs on (agent/host/), read at scrape time ---
