@@ -15,7 +15,7 @@ Exit codes:
 
     0  success (``check``: no findings)
     1  ``check``: at least one finding; ``run``: a runtime failure (e.g. cannot bind /metrics)
-    2  bad usage or an invalid config (one line naming file:line and field)
+    2  bad usage or an invalid config (one line per problem, naming file:line and field)
   130  interrupted
 """
 
@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except ConfigError as exc:
-        _error(str(exc))
+        for line in exc.lines():
+            _error(line)
         return EXIT_USAGE
     except StorewatchError as exc:
         _error(str(exc))

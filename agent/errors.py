@@ -20,20 +20,30 @@ class StorewatchError(Exception):
 
 
 class ConfigError(StorewatchError):
-    """Invalid configuration; ``str()`` is one line that names where the problem is."""
+    """Invalid configuration; ``str()`` is one line that names where the problem is.
+
+    When validation found several independent problems, ``str()`` is the first one and
+    ``lines()`` lists every one (``storewatch validate`` prints them all, one per line).
+    """
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+                 field: str | None = None, more: tuple[ConfigError, ...] = ()) -> None:
         self.file = file
         self.line = line
         self.field = field
         self.problem = message
+        self.more = more
+        """The other problems found in the same pass, in file order after this one."""
         where = ""
         if file is not None:
             where = f"{file}:{line}: " if line is not None else f"{file}: "
         if field:
             where += f"{field}: "
         super().__init__(f"{where}{message}")
+
+    def lines(self) -> list[str]:
+        """Every problem, one line each, this one first."""
+        return [str(self), *(str(e) for e in self.more)]
 
 
 class StateError(StorewatchError):

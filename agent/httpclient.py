@@ -306,6 +306,12 @@ async def _fetch(client: httpx.AsyncClient, url: str, method: str, headers: dict
                                       time.perf_counter() - start)
                 hops.append(url)
                 url = urljoin(url, location)
+                scheme = urlsplit(url).scheme.lower()
+                if scheme not in ("http", "https"):
+                    return FetchError(FetchFailure.PROTOCOL,
+                                      f"redirect to unsupported URL scheme '{scheme}' "
+                                      "(only http and https are followed)", url,
+                                      time.perf_counter() - start)
                 if not _same_origin(origin, _origin(url)):
                     headers = {k: v for k, v in headers.items()
                                if k.lower() not in SENSITIVE_HEADERS}

@@ -166,7 +166,8 @@ class Agent:
         try:
             config = load(self.config_path, self.overrides)
         except ConfigError as exc:
-            log.error("reload failed, keeping the running config: %s", exc)
+            for line in exc.lines():
+                log.error("reload failed, keeping the running config: %s", line)
             self.metrics.config_loaded(False)
             return False
         if config.agent.listen != self.config.agent.listen:

@@ -15,7 +15,23 @@ MAX_DETAIL_CHARS = 200
 MAX_DETAILS = 20
 
 
+def _unchanged(text: str) -> str:
+    return text
+
+
+_redact: Callable[[str], str] = _unchanged
+
+
+def set_redaction(redact: Callable[[str], str] | None) -> None:
+    """Install the function every text of a Finding/Evidence passes through *before* it is cut
+    to size (the agent installs its secret scrubber: cutting first could leave half a secret
+    that no longer matches). ``None`` restores the identity."""
+    global _redact
+    _redact = redact if redact is not None else _unchanged
+
+
 def _clip(text: str, limit: int) -> str:
+    text = _redact(text)
     text = " ".join(text.split()) if "\n" in text or "\r" in text else text
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -31,6 +47,8 @@ class Evidence:
     details: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.url is not None:
+            object.__setattr__(self, "url", _redact(self.url))
         if self.excerpt is not None:
             object.__setattr__(self, "excerpt", _clip(self.excerpt, MAX_EXCERPT_CHARS))
         details = {

@@ -10,7 +10,7 @@ from pydantic import BeforeValidator
 
 from agent.config.loader import describe_kind
 
-__all__ = ["Duration", "format_duration", "parse_duration"]
+__all__ = ["Duration", "PositiveDuration", "format_duration", "parse_duration"]
 
 _HINT = "use e.g. 30s, 5m, 1h30m"
 _NUM = r"\d+(?:\.\d+)?"
@@ -89,3 +89,15 @@ def _validate_duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(_validate_duration)]
 """A pydantic field type: accepts '30s', '1h30m', 90 ... and holds seconds as float."""
+
+
+def _validate_positive_duration(value: object) -> float:
+    seconds = _validate_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be longer than 0s, got {value!r}; use e.g. 10s, or leave it "
+                         "out to inherit")
+    return seconds
+
+
+PositiveDuration = Annotated[float, BeforeValidator(_validate_positive_duration)]
+"""A Duration that must be longer than zero (intervals and timeouts: 0 has no meaning)."""

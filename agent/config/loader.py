@@ -2,7 +2,8 @@
 
 Steps: read the file, parse YAML while recording the line of every key, value and list item
 (by path), substitute ``${...}`` references inside string values, validate with the model, and
-turn the first pydantic error into a ``ConfigError`` that points at the offending line.
+turn pydantic's errors into a ``ConfigError`` that points at the offending line (the first
+error; ``ConfigError.more`` holds the others, each one line).
 
 Substitution (string values only, after parsing, so it never creates YAML structure)::
 
@@ -112,13 +113,39 @@ class _DuplicateKeyError(Exception):
         self.path = path
 
 
+class _TooLargeError(Exception):
+    """A value the YAML layer cannot (or must not) build; ``line`` is 1-based."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+MAX_INT_DIGITS = 30
+"""An unquoted integer longer than this is refused: no setting needs one, and Python refuses
+to convert decimal strings over 4,300 digits (a traceback from the YAML layer otherwise)."""
+MAX_EXPANDED_NODES = 100_000
+"""A document whose aliases expand it beyond this many values (and ten times its own size) is
+refused: a "billion laughs" config would otherwise take minutes and gigabytes to validate."""
+
+
 class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader (libyaml's when present: ~6x faster) that records the line of every key,
-    value and item and rejects duplicates."""
+    value and item, rejects duplicates, huge integers and alias bombs."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.lines = _Lines()
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        """An integer scalar; too many digits is a one-line error, not a traceback."""
+        text = str(node.value).replace("_", "").lstrip("+-")
+        if len(text) > MAX_INT_DIGITS:
+            raise _TooLargeError(f"integer with {len(text)} digits is too large (at most "
+                                 f"{MAX_INT_DIGITS}; quote it if it is text)",
+                                 node.start_mark.line + 1)
+        value: int = super().construct_yaml_int(node)
+        return value
 
     def load_document(self) -> Any:
         """Compose the single document, record its lines, then construct it."""
@@ -127,6 +154,7 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
             return None
         self.lines.at[()] = node.start_mark.line + 1
         self._record(node, (), set())
+        _refuse_alias_bombs(node)
         return self.construct_document(node)
 
     def _record(self, node: yaml.Node, path: _PathT, seen: set[int]) -> None:
@@ -157,13 +185,64 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
                 self._record(item, child, seen)
 
 
+_LineLoader.add_constructor("tag:yaml.org,2002:int", _LineLoader.construct_yaml_int)
+
+
+def _refuse_alias_bombs(root: yaml.Node) -> None:
+    """Raise _TooLargeError when aliases make the document expand far beyond its own size."""
+    sizes: dict[int, int] = {}
+    distinct = 0
+
+    def size(node: yaml.Node, active: set[int]) -> int:
+        nonlocal distinct
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        if id(node) in active:  # a recursive alias: reported by the substitution step
+            return 1
+        distinct += 1
+        total = 1
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            active.add(id(node))
+            children = ([v for pair in node.value for v in pair]
+                        if isinstance(node, yaml.MappingNode) else node.value)
+            for child in children:
+                total += size(child, active)
+            active.discard(id(node))
+        sizes[id(node)] = total
+        return total
+
+    expanded = size(root, set())
+    if expanded <= MAX_EXPANDED_NODES or expanded <= 10 * distinct:
+        return
+    where, what = root, expanded
+    if isinstance(root, yaml.MappingNode) and root.value:
+        # name the top-level key that expands most (the last of equals: uses follow anchors)
+        what = max(sizes.get(id(value), 0) for _, value in root.value)
+        where = [key for key, value in root.value if sizes.get(id(value), 0) == what][-1]
+    raise _TooLargeError(
+        f"YAML aliases expand this value to {what:,} values ({distinct:,} written), beyond "
+        f"the limit of {MAX_EXPANDED_NODES:,}: an alias bomb?", where.start_mark.line + 1)
+
+
+def _path_at_line(lines: _Lines, line: int) -> str | None:
+    """The deepest recorded path whose value is on *line* (for naming a field)."""
+    paths = [path for path, at in lines.key.items() if at == line and path]
+    paths += [path for path, at in lines.at.items() if at == line and path]
+    return _format_path(max(paths, key=len)) if paths else None
+
+
 def _parse_yaml(text: str, filename: str) -> tuple[dict[Any, Any], _Lines]:
+    loader: _LineLoader | None = None
     try:
         loader = _LineLoader(text)
         try:
             data = loader.load_document()
         finally:
             loader.dispose()
+    except _TooLargeError as exc:
+        field = _path_at_line(loader.lines, exc.line) if loader is not None else None
+        raise ConfigError(str(exc), file=filename, line=exc.line, field=field) from None
     except _DuplicateKeyError as dup:
         raise ConfigError(f"duplicate key {_show_key(dup.key)}", file=filename, line=dup.line,
                           field=_format_path(dup.path) or None) from None
@@ -312,8 +391,37 @@ class ValueErrorAt(ValueError):
 
 def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseModel],
                       data: Any, lines: _Lines, filename: str) -> ConfigError:
-    errors = exc.errors(include_url=False)
-    error = errors[0]
+    """One ConfigError for pydantic's first error, carrying one for every other field that has
+    errors (``more``, in file order). The alternatives of a union that all failed on one field
+    become one line: "Input should be a valid string, a valid integer or a valid number"."""
+    by_field: dict[tuple[int | None, str | None], list[ConfigError]] = {}
+    for error in exc.errors(include_url=False):
+        one = _error_at(error, model, data, lines, filename)
+        by_field.setdefault((one.line, one.field), []).append(one)
+    found = [_merged(group) for group in by_field.values()]
+    first, rest = found[0], found[1:]
+    rest.sort(key=lambda e: (e.line is None, e.line or 0))
+    return ConfigError(first.problem, file=first.file, line=first.line, field=first.field,
+                       more=tuple(rest))
+
+
+_SHOULD_BE = "Input should be "
+
+
+def _merged(group: list[ConfigError]) -> ConfigError:
+    """The errors of one field as one: union alternatives joined, else the first."""
+    first = group[0]
+    problems = list(dict.fromkeys(e.problem for e in group))
+    if len(problems) < 2 or not all(p.startswith(_SHOULD_BE) for p in problems):
+        return first
+    options = [p.removeprefix(_SHOULD_BE) for p in problems]
+    joined = ", ".join(options[:-1]) + " or " + options[-1]
+    return ConfigError(_SHOULD_BE + joined, file=first.file, line=first.line,
+                       field=first.field)
+
+
+def _error_at(error: Any, model: type[pydantic.BaseModel], data: Any, lines: _Lines,
+              filename: str) -> ConfigError:
     loc = tuple(error["loc"])
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -347,9 +455,6 @@ def _validation_error(exc: pydantic.ValidationError, model: type[pydantic.BaseMo
         message = str(error["msg"])
         for prefix in _STRIP_PREFIXES:
             message = message.removeprefix(prefix)
-    more = len(errors) - 1
-    if more:
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
     return ConfigError(scrub(_one_line(message)), file=filename, line=line,
                        field=_format_path(path) or None)
 

@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from agent import __version__
-from agent.config.durations import Duration, format_duration
+from agent.config.durations import Duration, PositiveDuration, format_duration
 from agent.config.loader import ValueErrorAt
 from agent.sinks import DEFAULT_SINK, SinkConfig
 from agent.sinks.config import SinkModel
@@ -51,6 +51,16 @@ class StrictModel(BaseModel):
     """Frozen model that rejects unknown keys (a typo must never silently disable a check)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_url_port(value: str) -> None:
+    """Raise ValueError when *value* (an http(s) URL) names a port outside 1-65535."""
+    try:
+        port = urlsplit(value).port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"'{value}' has an invalid port: use 1-65535")
 
 
 def _check_listen(value: str) -> str:
@@ -98,10 +108,10 @@ DEFAULT_MAX_IN_FLIGHT = 2
 class Defaults(StrictModel):
     """Values a site or check inherits when it does not set its own."""
 
-    interval: Duration = 60.0
-    timeout: Duration | None = None
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration | None = None
     """A check run's total budget (default: 45s, at most 75 % of the interval)."""
-    request_timeout: Duration = DEFAULT_REQUEST_TIMEOUT_S
+    request_timeout: PositiveDuration = DEFAULT_REQUEST_TIMEOUT_S
     """Each single request's own timeout (capped at the check's budget)."""
 
 
@@ -133,10 +143,10 @@ class AvailabilityCheck(StrictModel):
     body_not_matches: list[str] = Field(default_factory=list)
     selector: str | None = None
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
 
     @model_validator(mode="before")
@@ -452,10 +462,10 @@ class StepsCheck(StrictModel):
     never); customers can order, but struggle."""
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
 
     @model_validator(mode="after")
@@ -519,10 +529,10 @@ class CatalogCheck(StrictModel):
     latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
     """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
 
     @model_validator(mode="after")
@@ -568,10 +578,10 @@ class SearchCheck(StrictModel):
     latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
     """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
 
     def failure_kind(self) -> FindingKind:
@@ -609,10 +619,10 @@ class IntegrityCheck(StrictModel):
     latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
     """A page slower than this → ``slow_response`` (null: never; assets are not timed)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
 
     def failure_kind(self) -> FindingKind:
@@ -643,10 +653,10 @@ class SecurityCheck(StrictModel):
     latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
     """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
 
     @field_validator("allow")
@@ -688,10 +698,10 @@ class Site(StrictModel):
     base_url: str
     platform: Literal["generic", "magento2", "woocommerce", "shopify"] = "generic"
     plan: Plan = Plan.ON_DEMAND
-    interval: Duration | None = None
-    timeout: Duration | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
     """Each check run's total budget (all its requests and waits)."""
-    request_timeout: Duration | None = None
+    request_timeout: PositiveDuration | None = None
     """Each single request's own timeout."""
     max_in_flight: int = Field(default=DEFAULT_MAX_IN_FLIGHT, ge=1, le=100)
     """Requests to this site in flight at once, over all its checks (politeness)."""
@@ -713,6 +723,7 @@ class Site(StrictModel):
             raise ValueError(f"'{value}' is not an http(s) URL")
         if parts.username or parts.password:
             raise ValueError("credentials in base_url are not allowed; use headers with ${VAR}")
+        check_url_port(value)
         return value.rstrip("/")
 
     @field_validator("levels")
@@ -815,6 +826,10 @@ class IncidentSettings(StrictModel):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueErrorAt((i,), f"'{url}' is not an http(s) URL")
+            try:
+                check_url_port(url)
+            except ValueError as exc:
+                raise ValueErrorAt((i,), str(exc)) from None
         return value
 
     @field_validator("dashboard_url")
@@ -921,8 +936,8 @@ class MailQueue(StrictModel):
     ``{"messages": N, "oldest_age_seconds": S}``)."""
     max_messages: int = Field(default=100, ge=0)
     max_age: Duration = 1800.0
-    interval: Duration = 300.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 300.0
+    timeout: PositiveDuration = 10.0
 
     @model_validator(mode="after")
     def _command_for_command(self) -> MailQueue:
@@ -935,8 +950,8 @@ class Heartbeat(StrictModel):
     """An outbound ping every interval, so a dead agent is noticed from outside."""
 
     url: str
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 10.0
 
     @field_validator("url")
     @classmethod
@@ -944,6 +959,7 @@ class Heartbeat(StrictModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"'{value}' is not an http(s) URL")
+        check_url_port(value)
         return value
 
 
@@ -952,8 +968,8 @@ class HostSettings(StrictModel):
 
     site: Name
     """The site this server serves (a configured site name)."""
-    interval: Duration = 30.0
-    reading_timeout: Duration = 2.0
+    interval: PositiveDuration = 30.0
+    reading_timeout: PositiveDuration = 2.0
     """Deadline of each single reading (one filesystem, the process table, ...)."""
     filesystems: HostFilesystems = Field(default_factory=HostFilesystems)
     thresholds: HostThresholds = Field(default_factory=HostThresholds)
@@ -1080,13 +1096,19 @@ def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
 
     An unset budget is ``DEFAULT_CHECK_BUDGET_S``, at most ``DEFAULT_BUDGET_SHARE`` of the
     interval; the request timeout never exceeds the budget."""
-    interval = check.interval or site.interval or config.defaults.interval
-    timeout = check.timeout or site.timeout or config.defaults.timeout
+    interval = _first_set(check.interval, site.interval, config.defaults.interval)
+    timeout = next((t for t in (check.timeout, site.timeout, config.defaults.timeout)
+                    if t is not None), None)
     if timeout is None:
         timeout = min(DEFAULT_CHECK_BUDGET_S, interval * DEFAULT_BUDGET_SHARE)
-    request_timeout = (check.request_timeout or site.request_timeout
-                       or config.defaults.request_timeout)
+    request_timeout = _first_set(check.request_timeout, site.request_timeout,
+                                 config.defaults.request_timeout)
     return PlannedCheck(site, check, interval, timeout, min(request_timeout, timeout))
+
+
+def _first_set(*values: float | None) -> float:
+    """The first value that is set (0 would be set, unlike with ``or``)."""
+    return next(v for v in values if v is not None)
 
 
 def _require_unique(names: list[str], what: str) -> None:

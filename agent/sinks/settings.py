@@ -55,6 +55,12 @@ def _check_http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"'{value}' is not an http(s) URL")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"'{value}' has an invalid port: use 1-65535")
     if parts.username or parts.password:
         raise ValueError("credentials in the URL are not allowed; use the secret fields")
     if parts.query or parts.fragment:

@@ -170,3 +170,135 @@ async def test_the_canary_reaches_the_trackers_and_nothing_else(
     errors = [r["last_error"] for r in query(tmp_path, "SELECT last_error FROM outbox")]
     assert any(e and "***" in e for e in errors)  # the echoed credentials, masked
     await asyncio.sleep(0)
+
+
+# --- a shop that echoes the canary back in other encodings -----------------------------------
+
+def encodings(secret: str) -> dict[str, str]:
+    """The canary as shops, proxies and frameworks echo it: URL, JSON, HTML, base64 forms."""
+    import html
+    from urllib.parse import quote, quote_plus
+
+    raw = secret.encode()
+    b64, b64url = base64.b64encode, base64.urlsafe_b64encode
+    return {
+        "percent-20": quote(secret, safe=""),
+        "percent-plus": quote_plus(secret, safe=""),
+        "percent-keep-slash": quote(secret),
+        "json": json.dumps(secret),
+        "json-php": json.dumps(secret).replace("/", "\\/"),
+        "html": html.escape(secret),
+        "html-decimal": html.escape(secret).replace("&quot;", "&#34;").replace("&#x27;", "&#39;"),
+        "base64": b64(raw).decode(),
+        "base64url": b64url(raw).decode(),
+        "basic": b64(f"{USER}:".encode() + raw).decode(),
+        "basic-url": b64url(b"mon:" + raw).decode(),
+    }
+
+
+def encoded_fragments(secret: str) -> set[bytes]:
+    other = "x" * len(secret)
+    theirs, twins = encodings(secret), encodings(other)
+    return set().union(*(windows(theirs[k].encode()) - windows(twins[k].encode())
+                         for k in theirs))
+
+
+def encoded_leaks(data: bytes, secret: str) -> list[bytes]:
+    return sorted(f for f in encoded_fragments(secret) | fragments(secret) if f in data)
+
+
+class EchoingShop:
+    """Redirects every page to /login with the Authorization header URL-encoded in the query
+    (``?auth=Bearer+...``), and /login answers 500 echoing the canary in one encoding."""
+
+    def __init__(self, canary: str) -> None:
+        self.forms = encodings(canary)
+        self.hooks: list[bytes] = []
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        from urllib.parse import quote_plus
+
+        name = request.match_info["name"]
+        auth = quote_plus(request.headers.get("Authorization", ""))
+        raise web.HTTPFound(f"/login/{name}?auth={auth}")
+
+    async def login(self, request: web.Request) -> web.Response:
+        form = self.forms[request.match_info["name"]]
+        return web.Response(status=500, text=f"<p>bad credentials {form}</p><p>{request.path_qs}"
+                            "</p>", content_type="text/html")
+
+    async def hook(self, request: web.Request) -> web.Response:
+        self.hooks.append(await request.read())
+        return web.Response(status=200, text="ok")
+
+
+async def test_a_canary_echoed_in_any_encoding_is_masked_everywhere(
+        tmp_path: Path, daemon: Callable[[Path], Daemon],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    canary = "cnry " + secrets.token_hex(10) + " /+=\"<&'z"  # every encoding treats it differently
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "canary").write_text(canary + "\n")
+    env = {"CREDENTIALS_DIRECTORY": str(creds)}
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    shop = EchoingShop(canary)
+    async with serve({"/enc/{name}": shop.page, "/login/{name}": shop.login,
+                      "/hook": shop.hook}) as base:
+        checks = "".join(
+            f"""
+                  - name: {name}
+                    path: /enc/{name}
+                    headers: {{Authorization: "Bearer ${{cred:canary}}"}}"""
+            for name in shop.forms)
+        config = tmp_path / "config.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            agent: {{listen: "127.0.0.1:0", state_dir: "{tmp_path / 'state'}", jitter: 0}}
+            defaults: {{interval: 1s, timeout: 0.8s}}
+            incidents: {{confirm_l1: 1, confirm: 1}}
+            sites:
+              - name: shop
+                base_url: {base}
+                checks:""") + checks + textwrap.dedent(f"""
+            sinks:
+              hook: {{type: webhook, url: "{base}/hook", secret: whsec-not-the-canary-0123,
+                      timeout: 2s}}
+            routing:
+              - sinks: [hook]
+            """))
+        agent = daemon(config)
+        await agent.start()
+        log = tmp_path / "daemon.log"
+        metrics_url = (await wait_for("the running line", lambda: [
+            w for w in log.read_text().split() if w.endswith("/metrics")], 20))[0]
+        await wait_for("a webhook per encoding",
+                       lambda: len(shop.hooks) >= len(shop.forms), 40)
+        async with httpx.AsyncClient() as client:
+            scraped = (await client.get(metrics_url)).content
+        await agent.kill(signal.SIGTERM)
+        check = await asyncio.to_thread(storewatch, "check", "--json", "-c", str(config),
+                                        env=env)
+    assert check.returncode == 1, check.stderr
+    results = json.loads(check.stdout)["results"]
+    evidence = [f["evidence"] for r in results for f in r["findings"]]
+    assert len(evidence) == len(shop.forms)
+    assert all("/login/" in e["url"] and "***" in e["url"] for e in evidence)  # the redirect
+    assert all("***" in e["excerpt"] for e in evidence)  # the echo
+    incidents = storewatch("incidents", "list", "--json", "-c", str(config), env=env)
+    ids = [i["id"] for i in json.loads(incidents.stdout)["incidents"]]
+    assert len(ids) == len(shop.forms)
+    shown = [storewatch("incidents", "show", str(i), "--json", "-c", str(config), env=env)
+             for i in ids]
+    outputs: dict[str, bytes] = {
+        "check --json": (check.stdout + check.stderr).encode(),
+        "incidents list": incidents.stdout.encode(),
+        "incidents show": "".join(s.stdout for s in shown).encode(),
+        "daemon log": log.read_bytes(),
+        "webhook bodies": b"\n".join(shop.hooks),
+        "/metrics": scraped,
+    }
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            outputs[str(path)] = path.read_bytes()
+    assert any(b"***" in body for body in shop.hooks)
+    for name, data in outputs.items():
+        assert encoded_leaks(data, canary) == [], name

@@ -16,6 +16,7 @@ from agent.config.secrets import (
     register_secret,
     registered_secrets,
     scrub,
+    scrubbed_excerpt,
 )
 
 
@@ -166,3 +167,105 @@ def test_excerpt_masks_a_secret_that_straddles_the_cut() -> None:
         assert scrubbed_excerpt("") is None
     finally:
         clear_secrets()
+
+
+# --- encoded forms: a shop or tracker echoing a secret in another encoding ---------------------
+
+ODD_SECRET = "cnry s3cr/t+=\"<&'x9Z"
+"""Characters that every encoding treats differently: space, / + = " < & '."""
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+def _b64url(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _encodings(secret: str) -> dict[str, str]:
+    import html
+    import json
+    import re
+    from urllib.parse import quote, quote_plus
+
+    raw = secret.encode()
+    return {
+        "percent-%20": quote(secret, safe=""),
+        "percent-plus": quote_plus(secret, safe=""),
+        "percent-keep-slash": quote(secret),
+        "percent-lower-hex": re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(),
+                                    quote(secret, safe="")),
+        "encodeURIComponent": quote(secret, safe="-_.!~*'()"),
+        "json": json.dumps(secret),
+        "json-php-slash": json.dumps(secret).replace("/", "\\/"),
+        "html-python": html.escape(secret),
+        "html-markupsafe": secret.replace("&", "&amp;").replace("<", "&lt;")
+        .replace(">", "&gt;").replace('"', "&#34;").replace("'", "&#39;"),
+        "html-php": secret.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+        .replace("'", "&#039;"),
+        "base64": _b64(raw),
+        "base64-unpadded": _b64(raw).rstrip("="),
+        "base64url": _b64url(raw),
+        "basic-auth": "Basic " + _b64(b"ops@acme.example:" + raw),
+        "basic-auth-short-user": "Basic " + _b64(b"u:" + raw),
+        "basic-auth-url-safe": _b64url(b"ab:" + raw + b"tail"),
+        "basic-in-query": "auth=" + quote_plus("Basic " + _b64(b"mon:" + raw)),
+    }
+
+
+def _secret_bits_left(text: str, secret: str) -> list[str]:
+    """Any 6-character piece of an encoding of ``secret`` that also appears in ``text`` and
+    would not be there for another secret of the same shape."""
+    other = "x" * len(secret)
+    pieces: set[str] = set()
+    for name, form in _encodings(secret).items():
+        twin = _encodings(other)[name]
+        windows = {form[i:i + 6] for i in range(len(form) - 5)}
+        pieces |= windows - {twin[i:i + 6] for i in range(len(twin) - 5)}
+    return sorted(p for p in pieces if p in text)
+
+
+@pytest.mark.parametrize("name", list(_encodings(ODD_SECRET)))
+def test_every_encoding_of_a_secret_is_masked(name: str) -> None:
+    register_secret(ODD_SECRET)
+    form = _encodings(ODD_SECRET)[name]
+    text = f"GET /login?next={form}&x=1 echoed: <pre>{form}</pre>"
+    scrubbed = scrub(text)
+    assert "***" in scrubbed
+    assert _secret_bits_left(scrubbed, ODD_SECRET) == [], scrubbed
+
+
+def test_encoded_secret_is_masked_before_an_excerpt_is_cut() -> None:
+    register_secret(ODD_SECRET)
+    form = _encodings(ODD_SECRET)["percent-plus"]
+    text = "x" * 290 + form + "y" * 100
+    excerpt = scrubbed_excerpt(text, 0, 300)
+    assert excerpt is not None and _secret_bits_left(excerpt, ODD_SECRET) == []
+
+
+def test_findings_scrub_before_cutting_their_texts() -> None:
+    from datetime import UTC, datetime
+
+    from classifier import Finding, FindingKind
+    from classifier.finding import MAX_SUMMARY_CHARS, Evidence
+
+    register_secret(ODD_SECRET)
+    form = _encodings(ODD_SECRET)["base64"]
+    cut_inside = "s" * (MAX_SUMMARY_CHARS - 10) + form
+    finding = Finding("shop", "home", FindingKind.SITE_DOWN, cut_inside, datetime.now(UTC),
+                      Evidence(url="https://shop.example/login?auth=" + form,
+                               details={"echo": "d" * 190 + form}))
+    for text in (finding.summary, finding.evidence.url or "",
+                 *finding.evidence.details.values()):
+        assert _secret_bits_left(text, ODD_SECRET) == [], text
+
+
+def test_plain_text_is_left_alone() -> None:
+    register_secret(ODD_SECRET)
+    text = "Y25yeQ== is base64 of 'cnry' alone; 'cnry s3cr' is a prefix; x9Z too"
+    assert scrub(text) == text

@@ -1,5 +1,6 @@
-"""A corpus of broken configs: (id, file content, environment). Each must give exactly one
-line on stderr and exit 2 from ``storewatch validate`` and ``storewatch check``."""
+"""A corpus of broken configs: (id, file content, environment). Each must give one line per
+problem on stderr (one, unless EXPECTED_LINES says otherwise) and exit 2 from ``storewatch
+validate`` and ``storewatch check``."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ CORPUS: list[tuple[str, str | bytes, dict[str, str]]] = [
     ("type-tls-verify-text", _site(tls="{verify: maybe}"), {}),
     ("type-site-name-number", _site(name="125"), {}),
     ("type-listen-port-range", "agent: {listen: '127.0.0.1:99999'}\n" + SITE, {}),
+    ("type-base-url-port-range", _site(base_url="http://127.0.0.1:99999"), {}),
+    ("type-int-5000-digits", _check(max_body_bytes="7" * 5000), {}),
+    ("type-hex-int-5000-digits", _check(max_redirects="0x" + "f" * 5000), {}),
+    ("duration-timeout-zero", _check(timeout="0s"), {}),
+    ("duration-site-interval-zero", _site(interval="0"), {}),
+    ("three-independent-errors", _site(base_url="ftp://x", interval="5x",
+                                       checks="[{name: Home}]"), {}),
     # unknown keys
     ("unknown-top-level", "site:\n  - name: shop\n", {}),
     ("unknown-site-key", _site(url="https://shop.example"), {}),
@@ -84,3 +92,7 @@ CORPUS: list[tuple[str, str | bytes, dict[str, str]]] = [
     ("env-injects-yaml", _site(name="'${SHOP_NAME}'"), {"SHOP_NAME": "shop\n  evil: true"}),
 ]
 """Every entry: id, config file content (bytes when it must not be valid UTF-8), extra env."""
+
+
+EXPECTED_LINES = {"three-independent-errors": 3}
+"""Entries with several independent problems: validate lists each one on its own line."""

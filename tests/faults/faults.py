@@ -48,6 +48,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("broken-gzip", "/bad-gzip", ("site_down",), "protocol"),
     Fault("redirect-loop", "/redirect-loop", ("site_down",), "too_many_redirects"),
     Fault("redirect-other-host", "/redirect-away", ()),
+    Fault("redirect-file-scheme", "/redirect-file", ("site_down",), "protocol"),
     Fault("reset-mid-body", "/reset", ("site_down",), "protocol"),
     Fault("tls-expired", "/ok", ("tls_expiring",), "tls_expired", tls="expired", level=1),
     Fault("tls-self-signed", "/ok", ("site_down",), "tls", tls="selfsigned"),

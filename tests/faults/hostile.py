@@ -153,6 +153,11 @@ async def _redirect_away(server: HostileServer, w: Writer) -> None:
                   Set_Cookie="session=s3ss10n-cookie; Path=/", Content_Length=0))
 
 
+async def _redirect_file(server: HostileServer, w: Writer) -> None:
+    """To a local file: never followed."""
+    w.write(_head("302 Found", Location="file:///etc/passwd", Content_Length=0))
+
+
 async def _redirect_plain(server: HostileServer, w: Writer) -> None:
     """To the plain-HTTP listener of the same host (from TLS: a downgrade and a port change)."""
     w.write(_head("302 Found", Location=f"{server.url}/echo", Content_Length=0))
@@ -230,6 +235,7 @@ ENDPOINTS: dict[str, Handler] = {
     "/gigabyte": _gigabyte, "/gzip-bomb": _gzip_bomb, "/gzip-bomb-nested": _gzip_bomb_nested,
     "/bad-gzip": _bad_gzip, "/deflate-raw": _deflate_raw, "/redirect-loop": _redirect_loop,
     "/redirect-away": _redirect_away, "/redirect-plain": _redirect_plain,
+    "/redirect-file": _redirect_file,
     "/redirect-same": _redirect_same, "/reset": _reset,
     "/nested": _nested, "/bad-utf8": _bad_utf8, "/long-line": _long_line,
     "/bad-json": _bad_json, "/lie-type": _lie_type, "/lie-charset": _lie_charset,

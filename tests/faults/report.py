@@ -5,7 +5,8 @@
 Per fault: the finding ``storewatch check`` produced (a real subprocess), the probe's end time
 against its deadline, the subprocess's peak RSS (wait4), and the worst lateness of five healthy
 sites' checks (1 s interval) while the hostile check ran on the real scheduler. Then the load
-run (500 checks, scraped every second) and the bad-input counts. Takes about two minutes.
+run (500 checks, scraped every second), 200 slowloris connections against /metrics, and the
+bad-input counts. Takes about two minutes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,27 @@ async def one_fault(fault: Fault, hostile: HostileServer, ca: str, store_url: st
             f"{schedule.worst_lateness('healthy-') * 1000:.0f} ms |")
 
 
+def slowloris_row() -> str:
+    """200 slowloris connections against a MetricsServer with its documented limits."""
+    from prometheus_client import CollectorRegistry, Gauge
+
+    from agent.metrics.server import HEADER_TIMEOUT_S, MAX_CONNECTIONS, MetricsServer
+    from tests.faults.slowloris import ATTACKERS, attack
+
+    registry = CollectorRegistry()
+    Gauge("storewatch_report_up", "report", registry=registry).set(1)
+    server = MetricsServer("127.0.0.1", 0, registry, dict)
+    server.start()
+    try:
+        f = attack(server, 1.5 * HEADER_TIMEOUT_S, "storewatch_report_up 1.0")
+    finally:
+        server.stop()
+    return (f"{ATTACKERS} connections dripping headers for {f.seconds:g} s: scrapes answered "
+            f"{f.scrapes_ok}/{f.scrapes}, server connections at most {f.peak_connections} "
+            f"(bound {MAX_CONNECTIONS}), threads {f.threads_before} → at most {f.peak_threads}, "
+            f"slow connections cut {f.reopened} times")
+
+
 async def main(seconds: float, load: bool) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="storewatch-faults-"))
     certs = make_certs(workdir)
@@ -80,6 +102,7 @@ async def main(seconds: float, load: bool) -> None:
                   f"({f.failed_scrapes}) | {f.worst_scrape_s * 1000:.0f} ms | "
                   f"{f.cpu_share:.0%} (bound {CPU_BOUND:.0%}) | {f.peak_rss_bytes / MIB:.0f} MiB "
                   f"(bound {RSS_BOUND_BYTES // MIB} MiB) | ≤ {f.lateness_p99_bucket:g} s |")
+        print(f"\n/metrics under slowloris: {slowloris_row()}")
         print(f"\nBad inputs: {len(CORPUS)} broken configs x 2 commands (validate, check) = "
               f"{2 * len(CORPUS)} subprocess runs, plus hypothesis fuzzing (see test_fuzz.py).")
     finally:

@@ -1,5 +1,5 @@
-"""Broken configs through the real CLI (``validate`` and ``check`` subprocesses): always exactly
-one line on stderr naming the file, exit 2, never a traceback."""
+"""Broken configs through the real CLI (``validate`` and ``check`` subprocesses): one line per
+problem on stderr, each naming the file, exit 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import storewatch
-from tests.faults.broken_configs import CORPUS
+from tests.faults.broken_configs import CORPUS, EXPECTED_LINES
 
 COMMANDS = (("validate",), ("check", "--json"))
 CLEAN_ENV = {"CREDENTIALS_DIRECTORY": ""}
@@ -43,15 +43,18 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
 
 @pytest.mark.parametrize("command", [c[0] for c in COMMANDS])
 @pytest.mark.parametrize("name", [c[0] for c in CORPUS])
-def test_broken_config_is_one_line_and_exit_2(
+def test_broken_config_is_one_line_per_problem_and_exit_2(
         outcomes: dict[tuple[str, str], tuple[Path, int, str, str]], name: str,
         command: str) -> None:
     path, returncode, stdout, stderr = outcomes[(name, command)]
     assert "Traceback" not in stderr
     assert returncode == 2, stderr
     assert stdout == ""
-    (line,) = stderr.splitlines()
-    assert line.startswith(f"storewatch: {path}")
+    lines = stderr.splitlines()
+    assert lines, stderr
+    if name in EXPECTED_LINES:
+        assert len(lines) == EXPECTED_LINES[name], stderr
+    assert all(line.startswith(f"storewatch: {path}") for line in lines)
 
 
 def test_corpus_is_large_and_names_are_unique() -> None:

@@ -1,8 +1,11 @@
 """Property-based fuzzing (hypothesis, bounded): the config loader only ever returns a Config or
-raises a one-line ConfigError; the availability probe turns any body into a ProbeResult."""
+raises a one-line ConfigError; a config that validates runs one check of the demo store without
+a traceback; the availability probe turns any body into a ProbeResult."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -158,3 +161,123 @@ async def test_any_body_gives_a_probe_result(fuzz_server: HostileServer, body: b
     assert result.success is (not result.findings)
     assert result.measurements["body_bytes"] <= min(len(body), cfg.sites[0].checks[0]
                                                     .max_body_bytes)
+
+
+# --- a value that validates must run: one check of the demo store, in-process -----------------
+
+HUGE = "__huge_integer__"
+"""Replaced by a 5,000-digit integer in the YAML text (yaml cannot even dump one)."""
+
+
+def _hostile_values(store_port: int) -> st.SearchStrategy[Any]:
+    numbers = st.sampled_from([0, -1, 1, 2**63, -(2**63), 10**25, 0.0, -0.0, 1e-9, 1e308,
+                               float("inf"), float("-inf"), float("nan"), 65536, 99999, HUGE])
+    durations = st.sampled_from(["0s", "0", "0ms", "1ms", "0.0001s", "-1s", "3650d", "3651d",
+                                 "1e3s", "1h", "0.5s", "1s", "2s", "9" * 40 + "s"])
+    urls = st.sampled_from([f"http://127.0.0.1:{store_port}", f"http://localhost:{store_port}",
+                            f"http://127.0.0.1:{store_port}/sub/", f"https://127.0.0.1:{store_port}",
+                            "http://127.0.0.1:99999", "http://127.0.0.1:0", "http://127.0.0.1:1",
+                            "http://127.0.0.1:-1", "http://127.0.0.1:port", "http://[::1",
+                            "http://127.0.0.1:65536", f"HTTP://127.0.0.1:{store_port}"])
+    texts = st.sampled_from(["", " ", "/", "//x", "/?a=%zz", "/\x00", "é" * 50, "x" * 5000,
+                             "(", "[[", "::", "${HOME}", "$$", "GET", "10MB", "0B", "1KiB",
+                             "1e999", "-5", "true", "~"])
+    structures = st.sampled_from([[], {}, [200], [0], [999], [200, 200], {"X-A": "b"},
+                                  {"Host": "evil"}, {"": ""}, ["a", 1], [None], None, True])
+    return st.one_of(numbers, durations, urls, texts, structures)
+
+
+FUZZ_FIELDS: list[tuple[str | int, ...]] = [
+    ("agent", "concurrency"), ("agent", "jitter"), ("agent", "user_agent"),
+    ("defaults", "interval"), ("defaults", "timeout"),
+    ("sites", 0, "base_url"), ("sites", 0, "interval"), ("sites", 0, "timeout"),
+    ("sites", 0, "tls", "warn_days"), ("sites", 0, "tls", "verify"), ("sites", 0, "plan"),
+    ("sites", 0, "checks", 0, "path"), ("sites", 0, "checks", 0, "timeout"),
+    ("sites", 0, "checks", 0, "interval"), ("sites", 0, "checks", 0, "max_body_bytes"),
+    ("sites", 0, "checks", 0, "max_redirects"), ("sites", 0, "checks", 0, "expect_status"),
+    ("sites", 0, "checks", 0, "latency_threshold"), ("sites", 0, "checks", 0, "headers"),
+    ("sites", 0, "checks", 0, "body_contains"), ("sites", 0, "checks", 0, "selector"),
+    ("sites", 0, "checks", 0, "method"), ("sites", 0, "checks", 1, "min_count"),
+    ("sites", 0, "checks", 1, "max_drop"), ("sites", 0, "checks", 1, "baseline_runs"),
+    ("sites", 0, "checks", 1, "max_body_bytes"), ("sites", 0, "checks", 1, "pages"),
+    ("sites", 0, "checks", 2, "queries", 0, "min_results"),
+    ("sites", 0, "checks", 2, "queries", 0, "path"),
+    ("incidents", "confirm"), ("incidents", "flap_window"), ("incidents", "reminder"),
+]
+
+
+def _demo_config(store_url: str, state_dir: str) -> dict[str, Any]:
+    return {
+        "agent": {"state_dir": state_dir, "jitter": 0},
+        "defaults": {"interval": "5s", "timeout": "2s"},
+        "incidents": {},
+        "sites": [{"name": "shop", "base_url": store_url, "tls": {}, "checks": [
+            {"name": "home", "path": "/", "body_contains": ["Demo Outfitters"]},
+            {"type": "catalog", "name": "tops", "pages": ["/category/tops"],
+             "count": {"css": "li.product-card"}},
+            {"type": "search", "name": "search", "queries": [{"path": "/search?q=shirt"}],
+             "count": {"css": "li.product-card"}},
+        ]}],
+    }
+
+
+def _set(doc: dict[str, Any], path: tuple[str | int, ...], value: Any) -> None:
+    target: Any = doc
+    for segment in path[:-1]:
+        target = target[segment]
+    target[path[-1]] = value
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fuzz_store() -> AsyncIterator[Any]:
+    from agent.demo.storefront import start_store
+
+    shop = await start_store("127.0.0.1", 0)
+    try:
+        yield shop
+    finally:
+        await shop.close()
+
+
+class _Crashes(logging.Handler):
+    """Collects every log record that carries a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info or record.levelno >= logging.ERROR:
+            self.records.append(record)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+async def test_a_config_that_validates_runs_without_a_traceback(
+        fuzz_store: Any, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject) -> None:
+    from agent.service import check_once
+
+    port = int(fuzz_store.url.rsplit(":", 1)[1])
+    doc = _demo_config(fuzz_store.url, str(tmp_path_factory.mktemp("fuzz-state")))
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        path = data.draw(st.sampled_from(FUZZ_FIELDS), label="field")
+        _set(doc, path, data.draw(_hostile_values(port), label="value"))
+    text = yaml.safe_dump(doc, allow_unicode=True).replace(repr(HUGE), "7" * 5000)
+    try:
+        config = load_config_text(text, Config, filename="fuzz.yaml", env={"HOME": "/root"})
+    except ConfigError as exc:
+        assert all("\n" not in line and line.startswith("fuzz.yaml") for line in exc.lines())
+        return
+    crashes = _Crashes()
+    logging.getLogger().addHandler(crashes)
+    try:
+        async with asyncio.timeout(60):
+            observations = await check_once(config)
+    finally:
+        logging.getLogger().removeHandler(crashes)
+    assert len(observations) == len(config.planned_checks())
+    summaries = [f.summary for o in observations for f in o.result.findings]
+    assert not [s for s in summaries if s.startswith("probe error")], summaries
+    assert crashes.records == [], [r.getMessage() for r in crashes.records]

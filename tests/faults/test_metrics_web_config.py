@@ -93,7 +93,8 @@ def test_the_server_certificate_is_the_configured_one(secured: str,
 
 BAD_WEB_CONFIGS = [
     ("unknown-key", "tls_server_config:\n  cert_file: /a\n  key_file: /b\n  ciphers: x\n",
-     "web.yml:4: tls_server_config.ciphers: unknown key 'ciphers'"),
+     "web.yml:4: tls_server_config.ciphers: unknown key 'ciphers'; did you mean "
+     "'cipher_suites'?"),
     ("not-bcrypt", "basic_auth_users:\n  prometheus: plain-text\n",
      "web.yml:2: basic_auth_users.prometheus: not a bcrypt hash ($2b$...); make one with: "
      "htpasswd -nBC 12 USER"),
