@@ -104,7 +104,7 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
                         Evidence(url=res.url, status=res.status,
                                  excerpt=scrubbed_excerpt(text, max(0, at - 80), 300)))
     unknown = {o: p for o, p in seen.items() if not allowed(o, spec.allow, own)}
-    learning = await _learn(ctx, spec, set(unknown))
+    learning = await learn_while_new(ctx, spec.name, spec.learn_runs, set(unknown))
     if not learning:
         learned = (await asyncio.to_thread(ctx.baselines.origins, site.name, spec.name)
                    if ctx.baselines is not None else set())
@@ -121,14 +121,15 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
                        findings=tuple(out.items))
 
 
-async def _learn(ctx: ProbeContext, spec: SecurityCheck, unknown: set[str]) -> bool:
+async def learn_while_new(ctx: ProbeContext, check: str, learn_runs: int,
+                          unknown: set[str]) -> bool:
     """Count this run; while it is one of the first ``learn_runs``, learn ``unknown``."""
     store = ctx.baselines
-    if store is None or spec.learn_runs == 0:
+    if store is None or learn_runs == 0:
         return False
-    before = await asyncio.to_thread(store.count_run, ctx.site.name, spec.name)
-    if before >= spec.learn_runs:
+    before = await asyncio.to_thread(store.count_run, ctx.site.name, check)
+    if before >= learn_runs:
         return False
-    await asyncio.to_thread(store.learn_origins, ctx.site.name, spec.name, unknown,
+    await asyncio.to_thread(store.learn_origins, ctx.site.name, check, unknown,
                             ctx.now().timestamp())
     return True
