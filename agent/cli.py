@@ -6,7 +6,7 @@ Commands::
     storewatch check -c FILE [--site NAME] [--json]                  every check once
     storewatch validate -c FILE                                      check the config only
     storewatch demo [--duration S] [--store-port P] [--listen HOST:PORT]
-    storewatch demo-store [--host H] [--port P] [--fault NAME ...]   the bundled demo shop
+    storewatch demo-store [--host H] [--port P] [--fault NAME ...] [--js]  the demo shop
     storewatch incidents list|show ID|resolve ID [-c FILE | --state-dir DIR]
     storewatch tickets list [--json]                                 delivery, dead letters
     storewatch silence add|list|remove                               no tickets for a while
@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("--port", type=int, default=8765)
     store.add_argument("--fault", action="append", default=[], metavar="NAME",
                        help="start with this fault on (repeatable)")
+    store.add_argument("--js", action="store_true",
+                       help="JavaScript mode: catalog, cart and checkout rendered client-side")
 
     from agent.incident_cli import add_parsers
 
@@ -153,7 +155,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 validate_faults(args.fault)
             except UnknownFaultError as exc:
                 raise ConfigError(str(exc), field="--fault") from None
-            return run_demo_store(args.host, args.port, args.fault)
+            return run_demo_store(args.host, args.port, args.fault, args.js)
     raise AssertionError(args.command)  # argparse only allows the commands above
 
 

@@ -722,8 +722,8 @@ class BrowserStep(StrictModel):
 class BrowserThresholds(StrictModel):
     """Web vitals and step times past which a journey is ``slow_response``."""
 
-    lcp: Duration = 2.5
-    """Largest Contentful Paint of any page of the journey."""
+    lcp: Duration = 4.0
+    """Largest Contentful Paint of any page of the journey (defaults: web.dev's "poor")."""
     cls: float = Field(default=0.25, ge=0)
     """Cumulative Layout Shift of any page."""
     inp: Duration = 0.5
