@@ -111,6 +111,7 @@ class BrowserRuntime:
         self._driver_pid: int | None = None
         self._known_pids: set[int] = set()
         self._in_flight = 0
+        self.peak_in_flight = 0
         self._restart_wanted = ""
         self.launches = 0
         self.restarts: dict[str, int] = {"memory": 0, "crash": 0, "hang": 0}
@@ -124,6 +125,7 @@ class BrowserRuntime:
         async with self._slots:
             browser = await self._ensure_browser()
             self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             context: BrowserContext | None = None
             try:
                 context = await browser.new_context(

@@ -60,7 +60,8 @@ JS_FAULTS: frozenset[str] = frozenset({"js_bundle", "js_error", "skimmer_dynamic
 ``js_bundle`` serves a truncated shop bundle (a syntax error, nothing renders); ``js_error``
 makes add-to-cart throw before its request; ``skimmer_dynamic`` makes the tag manager inject a
 script from another origin (``localhost`` vs ``127.0.0.1``) on cart and checkout;
-``slow_render`` delays the client-side rendering (the largest paint) by ``SLOW_RENDER_MS``."""
+``slow_render`` delays the home page's client-side catalog (its largest paint) by
+``SLOW_RENDER_MS``."""
 SLOW_RENDER_MS = 6000
 SLOW_DELAY_S: float = 2.5
 """How long the ``slow`` fault delays each storefront response, in seconds."""

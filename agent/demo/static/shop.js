@@ -132,10 +132,11 @@
     if (!app) { return; }
     var view = VIEWS[app.getAttribute("data-view")];
     api("/api/cart").then(function (cart) { setCount(cart.items_qty); });
+    // slow_render: the home page's catalog (its largest paint) comes late
     window.setTimeout(function () {
       view(app).then(function () { app.setAttribute("data-ready", "1"); })
         .catch(function (e) { say(app, "Sorry, something went wrong: " + e.message); });
-    }, RENDER_DELAY_MS);
+    }, view === renderHome ? RENDER_DELAY_MS : 0);
   }
 
   if (document.readyState === "loading") {
