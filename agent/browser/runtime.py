@@ -90,13 +90,27 @@ def become_subreaper() -> bool:
 
 
 def reap(pids: set[int]) -> int:
-    """Collect the exit status of those of ``pids`` that are exited children of ours."""
+    """Collect the exit status of those of ``pids`` that are exited children of ours, and of
+    any exited Chromium helper re-parented to us (crashpad, zygote children)."""
     reaped = 0
-    for pid in pids:
+    candidates = set(pids)
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error):
+                if child.status() == psutil.STATUS_ZOMBIE and "chrom" in child.name():
+                    candidates.add(child.pid)
+    for pid in candidates:
         with contextlib.suppress(ChildProcessError, OSError):
             done, _ = os.waitpid(pid, os.WNOHANG)
             reaped += int(done == pid)
     return reaped
+
+
+def _is_chromium_child(proc: psutil.Process) -> bool:
+    try:
+        return "chrom" in proc.name()
+    except psutil.Error:
+        return False
 
 
 class BrowserRuntime:
@@ -127,15 +141,21 @@ class BrowserRuntime:
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             context: BrowserContext | None = None
+            finished = False
             try:
                 context = await browser.new_context(
                     ignore_https_errors=False, service_workers="block",
                     viewport={"width": 1280, "height": 900})
                 yield context
+                finished = True
             finally:
                 self._in_flight -= 1
                 if context is not None:
-                    await self._close_context(context)
+                    healthy = await self._close_context(context)
+                else:  # no context: did the browser refuse, or does it hang?
+                    healthy = finished or await self._responds(browser)
+                if not healthy and browser.is_connected():
+                    self._hung(browser)
                 await self._after_journey()
 
     async def close(self) -> None:
@@ -146,7 +166,11 @@ class BrowserRuntime:
                 with contextlib.suppress(Exception):
                     await self._playwright.stop()
                 self._playwright = None
-            reap(self._known_pids)
+            for _ in range(40):  # helpers exit a moment after the browser: collect them
+                reap(self._known_pids)
+                if not any(_is_chromium_child(p) for p in psutil.Process().children()):
+                    break
+                await asyncio.sleep(0.05)
 
     def browser_pid_tree(self) -> set[int]:
         """Every live process of the driver and browser tree (for tests and the bench)."""
@@ -220,18 +244,35 @@ class BrowserRuntime:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 
-    async def _close_context(self, context: BrowserContext) -> None:
+    async def _close_context(self, context: BrowserContext) -> bool:
+        """Close a journey's context; False when the browser did not manage it in time."""
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await context.close()
         except Exception:
-            if self._browser is not None and self._browser.is_connected():
-                self.restarts["hang"] += 1
-                log.warning("a browser context did not close in %gs: the browser hangs; "
-                            "killing it", CLOSE_TIMEOUT_S)
-                pids = self.browser_pid_tree() - {self._driver_pid or -1}
-                self._known_pids |= pids
-                self._kill(pids)
+            return False
+        return True
+
+    @staticmethod
+    async def _responds(browser: Browser) -> bool:
+        """Whether the browser answers a trivial CDP command in time."""
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                session = await browser.new_browser_cdp_session()
+                await session.send("Browser.getVersion")
+                await session.detach()
+        except Exception:
+            return False
+        return True
+
+    def _hung(self, browser: Browser) -> None:
+        """Kill a browser that stopped answering; the next journey starts a new one."""
+        self.restarts["hang"] += 1
+        log.warning("the browser did not answer within %gs: it hangs; killing it",
+                    CLOSE_TIMEOUT_S)
+        pids = self.browser_pid_tree() - {self._driver_pid or -1}
+        self._known_pids |= pids
+        self._kill(pids)
 
     async def _after_journey(self) -> None:
         reap(self._known_pids)
