@@ -21,6 +21,10 @@ _BROWSER_ORDER_PLACING = (
     re.compile(r"payment[-_]?intents?|/(capture|confirm)[-_]?payment|/payments?/(capture|confirm"
                r"|submit|authori[sz]e)", re.IGNORECASE),
 )
+ORDER_URL_FILTER = re.compile("|".join(f"(?:{p.pattern})" for p in _BROWSER_ORDER_PLACING),
+                              re.IGNORECASE)
+"""URLs worth intercepting at all (a superset of :func:`places_order`'s, any method): every
+other request goes on without a round trip through the agent."""
 _ORDER_LABEL = re.compile(
     r"place\s*(my\s*)?order|complete\s*(my\s*)?(order|purchase)|submit\s*order|confirm\s*order"
     r"|order\s*now|buy\s*now|pay\s*now|purchase\s*now|pay\s*\$|zahlungspflichtig|jetzt\s*kaufen"

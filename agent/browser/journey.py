@@ -24,7 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.browser.guard import DESCRIBE_ELEMENT_JS, click_refusal, places_order
+from agent.browser.guard import (
+    DESCRIBE_ELEMENT_JS,
+    ORDER_URL_FILTER,
+    click_refusal,
+    places_order,
+)
 from agent.config.schema import BrowserCheck, BrowserExpect, BrowserStep
 from agent.probes.base import ProbeContext, StepTiming
 from agent.probes.security import allowed, learn_while_new, origin_of
@@ -200,7 +205,7 @@ async def run_journey(spec: BrowserCheck, ctx: ProbeContext, context: BrowserCon
         else:
             await route.continue_()
 
-    await context.route("**/*", guard)
+    await context.route(ORDER_URL_FILTER, guard)
     await context.add_init_script(VITALS_JS)
     page = await context.new_page()
     rec.attach(page)

@@ -9,7 +9,16 @@ import pytest
 from agent.config.loader import load_config
 from agent.config.schema import Config
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "examples").glob("*.yaml"))
+ALL_EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "examples")
+                      .glob("*.yaml"))
+PLATFORMS = ("generic", "magento2", "shopify", "woocommerce")
+EXAMPLES = [p for p in ALL_EXAMPLES if p.stem in PLATFORMS]
+"""One example per platform preset; the others (e.g. demo-browser.yaml) show one feature."""
+
+
+@pytest.mark.parametrize("path", ALL_EXAMPLES, ids=[p.stem for p in ALL_EXAMPLES])
+def test_every_example_loads(path: Path) -> None:
+    assert load_config(path, Config, env={}).sites
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -22,4 +31,4 @@ def test_example_is_valid(path: Path) -> None:
 
 
 def test_one_example_per_platform() -> None:
-    assert [p.stem for p in EXAMPLES] == ["generic", "magento2", "shopify", "woocommerce"]
+    assert [p.stem for p in EXAMPLES] == list(PLATFORMS)
