@@ -3,10 +3,10 @@
 ``python -m bench.browser_worker MODE URL N [PAGES] [SECONDS]``; MODE is ``agent`` (the browser
 check through the agent's probe and shared runtime), ``http`` (the same journey as HTTP steps)
 or ``bare`` (a plain Playwright script doing the journey). PAGES journeys run at once; with
-SECONDS the worker runs journeys back to back for that long instead of N. A sampler thread reads
-the PSS of this process's whole tree (``smaps_rollup``) every ``$BENCH_PSS_INTERVAL`` s (default
-0.1; 0: no sampler, for CPU runs, since reading smaps_rollup costs CPU itself). The caller measures CPU
-with ``RUSAGE_CHILDREN`` around this process (the whole tree is reaped into it).
+SECONDS the worker runs journeys back to back for that long instead of N. A sampler thread
+reads the PSS of this process's whole tree (``smaps_rollup``) every ``$BENCH_PSS_INTERVAL`` s
+(default 0.1; 0: no sampler, for CPU runs: reading smaps_rollup costs CPU itself). The caller
+measures CPU with ``RUSAGE_CHILDREN`` around this process (the whole tree is reaped into it).
 """
 
 from __future__ import annotations
