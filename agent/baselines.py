@@ -39,11 +39,19 @@ KEEP_COUNTS = 1000
 class BaselineStore:
     """The baselines database of one state directory."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, seed: Path | None = None) -> None:
+        """Open ``path``; ``path`` ``:memory:`` with ``seed``: a scratch copy of that file."""
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        if seed is not None:
+            source = sqlite3.connect(f"{seed.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                source.backup(self._db)
+            finally:
+                source.close()
+        else:
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
@@ -63,6 +71,20 @@ class BaselineStore:
             log.warning("baselines not saved: %s is not usable (%s); catalog and script "
                         "baselines are not learned", state_dir, exc)
             return None
+
+    @classmethod
+    def scratch(cls, state_dir: Path | None) -> BaselineStore:
+        """A store in memory, seeded from ``state_dir``'s baselines when they are readable:
+        what ``storewatch check`` uses without an explicit state directory, so it judges
+        against the daemon's baselines but never writes to them."""
+        seed = state_dir / FILENAME if state_dir is not None else None
+        if seed is not None and seed.is_file():
+            try:
+                return cls(Path(":memory:"), seed)
+            except sqlite3.Error as exc:
+                log.info("baselines in %s not readable (%s); this run starts from none",
+                         state_dir, exc)
+        return cls(Path(":memory:"))
 
     def close(self) -> None:
         """Close the database."""
@@ -105,6 +127,13 @@ class BaselineStore:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR IGNORE INTO origins VALUES (?, ?, ?, ?)",
                                  [(site, check, o, at) for o in sorted(set(origins))])
+
+    def runs_counted(self, site: str, check: str) -> int:
+        """How many runs of a learning check have been counted."""
+        with self._lock:
+            row = self._db.execute("SELECT runs FROM runs WHERE site = ? AND check_name = ?",
+                                   (site, check)).fetchone()
+        return int(row[0]) if row else 0
 
     def count_run(self, site: str, check: str) -> int:
         """Count a run of a learning check; returns how many runs came before this one."""

@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     with_config(check)
     check.add_argument("--site", help="only this site")
     check.add_argument("--json", action="store_true", help="one JSON document for scripts")
+    check.add_argument("--state-dir", type=Path,
+                       help="learn catalog counts and script origins here (default: read "
+                            "agent.state_dir's baselines, write none)")
 
     validate = sub.add_parser("validate", help="validate the config and exit")
     with_config(validate)
@@ -132,7 +135,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if args.site is not None and config.site(args.site) is None:
                 raise ConfigError(f"no site named '{args.site}'", file=str(args.config),
                                   field="--site")
-            return _check(config, args.site, args.json)
+            return _check(config, args.site, args.json, args.state_dir)
         case "run":
             overrides = service.Overrides(args.listen, args.state_dir, args.web_config_file)
             config = service.load(args.config, overrides)
@@ -159,11 +162,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)  # argparse only allows the commands above
 
 
-def _check(config: Config, site: str | None, as_json: bool) -> int:
+def _check(config: Config, site: str | None, as_json: bool, state_dir: Path | None) -> int:
     from agent.report import observation_json, results_table
     from agent.service import check_once
 
-    observations = asyncio.run(check_once(config, site))
+    observations = asyncio.run(check_once(config, site, state_dir))
     if as_json:
         doc = {"version": __version__, "results": [observation_json(o) for o in observations]}
         print(json.dumps(doc, indent=2))

@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from agent.politeness import Politeness
 from agent.transport import LeanTransport
 
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
@@ -48,6 +49,9 @@ class FetchFailure(StrEnum):
     TIMEOUT = "timeout"
     PROTOCOL = "protocol"
     TOO_MANY_REDIRECTS = "too_many_redirects"
+    BUDGET = "budget"
+    """The check's total budget ran out before this request answered (earlier ones were slow,
+    or it waited for the site's request slots): slow, not broken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,8 @@ class HttpClients:
 
     def __init__(self, user_agent: str) -> None:
         self._user_agent = user_agent
+        self.politeness = Politeness()
+        """Per-site request slots every probe's requests go through (agent/politeness.py)."""
         self._clients: dict[_TLSKey, httpx.AsyncClient] = {}
         self._contexts: dict[_TLSKey, ssl.SSLContext] = {}
 

@@ -20,6 +20,7 @@ from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
 from agent.incidents import manual_resolve
 from agent.store import IncidentRecord, OutboxState, Store, iso
+from classifier import Phase
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -135,12 +136,19 @@ def ticket_rows(store: Store, incident_id: int | None = None) -> list[dict[str, 
     return sorted(rows.values(), key=lambda r: (r["incident"], r["sink"]))
 
 
+def shown_state(record: IncidentRecord) -> str:
+    """pending, open, resolved, or ``discarded``: passed before it was confirmed (never open)."""
+    if record.state is Phase.RESOLVED and record.opened_at is None:
+        return "discarded"
+    return record.state.value
+
+
 def incident_json(store: Store, record: IncidentRecord) -> dict[str, Any]:
     """An incident as ``incidents list --json`` shows it."""
     return {
         "id": record.id, "site": record.site, "check": record.check, "kind": record.kind.value,
         "level": int(record.level) if record.level is not None else None,
-        "state": record.state.value, "flapping": record.flapping,
+        "state": shown_state(record), "flapping": record.flapping,
         "opened_at": iso(record.opened_at), "resolved_at": iso(record.resolved_at),
         "first_seen": iso(record.first_seen), "last_seen": iso(record.last_seen),
         "occurrences": record.occurrences, "summary": scrub(record.summary),
@@ -159,7 +167,7 @@ def _list(store: Store, open_only: bool, as_json: bool) -> int:
     for r in records:
         tickets = ", ".join(f"{t['sink']}:{t['external_id'] or t['state']}"
                             for t in ticket_rows(store, r.id))
-        state = r.state.value + (" (flapping)" if r.flapping else "")
+        state = shown_state(r) + (" (flapping)" if r.flapping else "")
         if r.silenced and not tickets:
             tickets = "not ticketed: " + r.silenced
         rows.append((str(r.id), state, str(r.level) if r.level else "--", r.site, r.check,

@@ -49,7 +49,8 @@ class IncidentService:
         self.metrics = metrics
         self.health = health or StateHealth()
         self.guard = ConnectivityGuard(clients, config.incidents.reference_targets,
-                                       timeout=min(5.0, config.defaults.timeout))
+                                       timeout=min(5.0, config.defaults.timeout
+                                                   or config.defaults.request_timeout))
         self._clients = clients
         self._http: httpx.AsyncClient | None = None
         self._queue: asyncio.Queue[Observation] = asyncio.Queue()
@@ -60,6 +61,7 @@ class IncidentService:
         self._outbox: Outbox | None = None
         self._tried_at = 0.0
         self._just_opened: list[tuple[IncidentRecord, str | None]] = []
+        self._just_resolved: list[IncidentRecord] = []
         self._open_store()
 
     @property
@@ -97,7 +99,8 @@ class IncidentService:
             self.health.failed(str(exc))
             return False
         self._store = store
-        self._engine = IncidentEngine(store, self.config, self._opened)
+        self._engine = IncidentEngine(store, self.config, self._opened,
+                                      self._just_resolved.append)
         self._outbox = Outbox(store, self._build_sinks(self.config), self._site_info,
                               on_attempt=self.metrics.delivery if self.metrics else None,
                               health=self.health)
@@ -182,7 +185,8 @@ class IncidentService:
                 online = await self.guard.online()
             self.engine.handle(obs, online=online)
         except Exception as exc:
-            self._just_opened.clear()  # rolled back: nothing was opened
+            self._just_opened.clear()  # rolled back: nothing was opened or resolved
+            self._just_resolved.clear()
             if not is_state_error(exc):
                 log.exception("incident engine failed on %s/%s", obs.result.site,
                               obs.result.check)
@@ -193,6 +197,9 @@ class IncidentService:
         for record, no_ticket in self._just_opened:
             self._report_opened(record, no_ticket)
         self._just_opened.clear()
+        for record in self._just_resolved:
+            _report_resolved(record)
+        self._just_resolved.clear()
         self.outbox.wake.set()
         return True
 
@@ -212,6 +219,16 @@ class IncidentService:
             await self._http.aclose()
         if self._store is not None:
             self._store.close()
+
+
+def _report_resolved(record: IncidentRecord) -> None:
+    """The INFO line of a resolved incident, the counterpart of the "opened" line."""
+    level = str(record.level) if record.level is not None else "none"
+    lasted = ""
+    if record.opened_at is not None and record.resolved_at is not None:
+        lasted = f" after {int((record.resolved_at - record.opened_at).total_seconds())}s open"
+    log.info("incident #%d resolved%s: [%s] %s — %s: %s", record.id, lasted, level,
+             record.site, record.check, record.kind.value)
 
 
 def _close(sinks: Iterable[TicketSink]) -> None:

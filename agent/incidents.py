@@ -2,11 +2,15 @@
 
 Per observation (one run of one check of one site):
 
-1. Each finding gets its fingerprint (``classifier.key_of``); while the agent is offline (the
-   connectivity guard says so) failing storefront findings are recorded as ``agent_offline``.
+1. Each finding gets its fingerprint (``classifier.key_of`` with ``incidents.group_by``): by
+   default one incident per (site, kind) for the business-impact kinds, so every check that
+   sees a broken checkout feeds the same incident and is listed in its evidence (``checks``);
+   while the agent is offline (the connectivity guard says so) failing storefront findings are
+   recorded as ``agent_offline``.
 2. Its relation to the site's active incidents (``classifier.relation``) decides: its own
-   incident, suppressed under the site-down incident (recorded there, not ticketed), or a
-   probable cause attached to the site's storefront incident.
+   incident, a consequence suppressed under the inhibiting incident (site down, checkout
+   broken: recorded there, not ticketed), or a probable cause attached to the site's storefront
+   incident.
 3. Maintenance windows (config) and silences (``storewatch silence add``) make runs
    not ticketable.
 4. ``classifier.step`` moves the fingerprint's lifecycle; its events become history rows and
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from agent.config.schema import Config
@@ -28,6 +32,7 @@ from agent.store import IncidentRecord, Store
 from classifier import (
     Event,
     EventType,
+    Evidence,
     Finding,
     FindingKind,
     Level,
@@ -41,7 +46,7 @@ from classifier import (
     relation,
     step,
 )
-from classifier.inhibit import INHIBITED_BY_SITE_DOWN
+from classifier.inhibit import HOST_KINDS, INHIBITED_BY_SITE_DOWN, inhibitor
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +111,12 @@ class IncidentEngine:
     """Turns observations into incidents, history and outbox entries."""
 
     def __init__(self, store: Store, config: Config,
-                 on_opened: Callable[[IncidentRecord, str | None], None] | None = None) -> None:
+                 on_opened: Callable[[IncidentRecord, str | None], None] | None = None,
+                 on_resolved: Callable[[IncidentRecord], None] | None = None) -> None:
         self.store = store
         self.config = config
         self._on_opened = on_opened
+        self._on_resolved = on_resolved
 
     def handle(self, obs: Observation, *, online: bool = True,
                now: datetime | None = None) -> None:
@@ -128,15 +135,16 @@ class IncidentEngine:
                  online: bool) -> tuple[dict[str, Failing], set[str]]:
         failing: dict[str, Failing] = {}
         seen: set[str] = set()
+        group_by = self.config.incidents.group_by
         for item in classified:
             f, d = item.finding, item.decision
-            fp = key_of(site, f.kind, check)
+            fp = key_of(site, f.kind, check, group_by)
             seen.add(fp)
             if not online and f.kind is not FindingKind.AGENT_OFFLINE:
                 f = Finding(site, check, FindingKind.AGENT_OFFLINE,
                             f"agent offline while checking: {f.summary}", f.observed_at,
                             f.evidence)
-                fp = key_of(site, f.kind, check)
+                fp = key_of(site, f.kind, check, group_by)
                 seen.add(fp)
                 failing.setdefault(fp, Failing(fp, f, None, "agent-offline", OFFLINE_WHY))
                 continue
@@ -155,8 +163,10 @@ class IncidentEngine:
             return
         ticketable, why_not = item.level is not None, OFFLINE_WHY if item.level is None else ""
         if rel is Relation.SUPPRESSED:
-            down = next(i for i in active if i.kind is FindingKind.SITE_DOWN)
-            ticketable, why_not = False, f"suppressed by site-down incident #{down.id}"
+            cause = inhibitor(item.finding.kind, {i.kind for i in active})
+            down = next(i for i in active if i.kind is cause)
+            label = "site-down" if cause is FindingKind.SITE_DOWN else str(cause)
+            ticketable, why_not = False, f"suppressed by {label} incident #{down.id}"
             self._note_suppressed(down, item)
         if ticketable:
             reason = maintenance_reason(self.config, self.store, site, check, now)
@@ -177,7 +187,7 @@ class IncidentEngine:
                 continue
             self._record(incident_id, event, new, now)
         if incident_id is not None and item is not None:
-            self._refresh(incident_id, item, new, run, now)
+            self._refresh(incident_id, item, new, run, now, ticketed_before=track.ticketed)
         elif incident_id is not None:
             self.store.update_incident(incident_id, flapping=new.flapping)
         self.store.save_track(fp, new)
@@ -187,19 +197,26 @@ class IncidentEngine:
         return self.store.create_incident(
             fingerprint=item.fingerprint, site=f.site, check=f.check, kind=f.kind,
             level=item.level, now=now, summary=f.summary, rule=item.rule, reason=item.reason,
-            evidence=f.evidence)
+            evidence=_with_checks(f.evidence, {f.check}))
 
     def _refresh(self, incident_id: int, item: Failing, track: Track, run: Run,
-                 now: datetime) -> None:
+                 now: datetime, *, ticketed_before: bool) -> None:
         record = self.store.incident(incident_id)
         if record is None or record.state is Phase.RESOLVED:
             return
         f = item.finding
         silenced = None if track.ticketed or run.ticketable else run.why_not
+        checks = _seen_by(record.evidence) | {f.check}
         self.store.update_incident(
             incident_id, last_seen=now, occurrences=record.occurrences + 1, summary=f.summary,
-            evidence=f.evidence, rule=item.rule, reason=item.reason, level=item.level,
-            flapping=track.flapping, silenced=silenced)
+            evidence=_with_checks(f.evidence, checks), rule=item.rule, reason=item.reason,
+            level=item.level, flapping=track.flapping, silenced=silenced)
+        if f.check not in _seen_by(record.evidence):
+            text = f"also seen by check {f.check}: {f.summary}"
+            self.store.add_event(incident_id, now, "evidence", text)
+            if ticketed_before:  # a ticket opened by this run shows every check already
+                for sink in self.store.incident_sinks(incident_id):
+                    self.store.enqueue(incident_id, sink, "update", now, "note", text)
 
     def _record(self, incident_id: int, event: Event, track: Track, now: datetime) -> None:
         store = self.store
@@ -214,6 +231,10 @@ class IncidentEngine:
         elif event.type in (EventType.RESOLVED, EventType.DISCARDED):
             store.update_incident(incident_id, state=Phase.RESOLVED, resolved_at=now,
                                   flapping=False)
+            resolved = store.incident(incident_id)
+            if (event.type is EventType.RESOLVED and self._on_resolved is not None
+                    and resolved is not None):
+                self._on_resolved(resolved)
         if event.ticket is None or record is None:
             return
         if event.ticket is TicketOp.OPEN:
@@ -283,14 +304,31 @@ def manual_resolve(store: Store, incident_id: int, now: datetime, who: str = "cl
     return True
 
 
+CHECKS_DETAIL = "checks"
+"""Evidence detail listing every check that saw the incident's problem."""
+
+
+def _seen_by(evidence: Evidence) -> set[str]:
+    listed = evidence.details.get(CHECKS_DETAIL, "")
+    return {c for c in listed.split(", ") if c}
+
+
+def _with_checks(evidence: Evidence, checks: set[str]) -> Evidence:
+    """``evidence`` with the ``checks`` detail first (so the size cap never drops it)."""
+    details = {CHECKS_DETAIL: ", ".join(sorted(checks))}
+    details.update((k, v) for k, v in evidence.details.items() if k != CHECKS_DETAIL)
+    return replace(evidence, details=details)
+
+
 def _more_severe(a: Level | None, b: Level | None) -> bool:
     return a is not None and (b is None or a < b)
 
 
 def _order(item: Failing) -> tuple[int, int]:
-    """Site-down first (so inhibition sees it in the same run), host findings last."""
+    """Causes first (site down, then checkout broken: inhibition sees them in the same run),
+    host findings last."""
     kind = item.finding.kind
-    first = 0 if kind is FindingKind.SITE_DOWN else 2 if kind in (
-        FindingKind.SERVICE_DOWN, FindingKind.RESOURCE_PRESSURE, FindingKind.EMAIL_NOT_SENT) else 1
+    first = 0 if kind is FindingKind.SITE_DOWN else 1 if kind is FindingKind.CHECKOUT_BROKEN \
+        else 3 if kind in HOST_KINDS else 2
     return first, int(item.level or 9)
 

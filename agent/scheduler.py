@@ -1,6 +1,7 @@
 """Runs every configured check on its interval: APScheduler (asyncio) jobs, one per check.
 
-* Each check's first run is spread over its interval by a stable hash of its key, and every run
+* Each site's checks have their first runs evenly spread over the interval from a stable hash
+  of the site's name (agent/politeness.py: a site never gets all its checks at once), and every run
   gets up to ``jitter`` x interval of random delay, so a thousand checks never fire at once.
 * A check never overlaps itself (``max_instances=1``); a run that would overlap is counted as
   ``skipped``.
@@ -34,6 +35,7 @@ from agent.config.schema import Config, PlannedCheck
 from agent.httpclient import HttpClients
 from agent.metrics.collectors import AgentMetrics
 from agent.pipeline import Classifier, LatestResults, Observation
+from agent.politeness import first_run_offset
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
 
@@ -64,7 +66,7 @@ class CheckRunner:
                 self.metrics.lateness.observe(max(0.0, time.time() - scheduled_at))
             probe = PROBES[planned.check.type]
             ctx = ProbeContext(self.clients, planned.site, planned.timeout,
-                               baselines=self.baselines)
+                               baselines=self.baselines, request_timeout=planned.request_timeout)
             result = await run_guarded(probe, planned.check, ctx)
         return self.record(result)
 
@@ -92,6 +94,15 @@ def start_offset(key: str, interval: float) -> float:
     """Stable offset in [0, interval) for a check's first run, from its key (not ``hash()``)."""
     digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 * interval
+
+
+def _spread_by_site(planned: list[PlannedCheck]) -> dict[str, float]:
+    """First-run offsets: each site's checks evenly spaced over their interval (politeness)."""
+    by_site: dict[str, list[PlannedCheck]] = {}
+    for p in planned:
+        by_site.setdefault(p.site.name, []).append(p)
+    return {p.key: first_run_offset(site, i, len(checks), p.interval)
+            for site, checks in by_site.items() for i, p in enumerate(checks)}
 
 
 class _DirectTimerScheduler(AsyncIOScheduler):  # type: ignore[misc]  # untyped library
@@ -131,13 +142,14 @@ class CheckScheduler:
         for key in set(self._planned) - set(planned):
             self._scheduler.remove_job(key)
         now = datetime.now(UTC)
+        offsets = _spread_by_site(list(planned.values()))
         for key, p in planned.items():
             old = self._planned.get(key)
             if old is not None and old == p:
                 continue
             if old is not None:
                 self._scheduler.remove_job(key)
-            offset = start_offset(key, p.interval) if self._spread else 0.0
+            offset = offsets[key] if self._spread else 0.0
             trigger = IntervalTrigger(seconds=p.interval, start_date=now + timedelta(
                 seconds=offset), jitter=p.interval * config.agent.jitter or None, timezone=UTC)
             self._scheduler.add_job(self._job, trigger, args=[key], id=key, name=key,

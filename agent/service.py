@@ -24,7 +24,7 @@ from typing import Any
 
 from agent.baselines import BaselineStore
 from agent.config.loader import load_config
-from agent.config.schema import Config, HostSettings, split_listen
+from agent.config.schema import Config, HostSettings, PlannedCheck, split_listen
 from agent.errors import ConfigError, StorewatchError
 from agent.host import HostMonitor
 from agent.httpclient import HttpClients
@@ -34,6 +34,7 @@ from agent.metrics.incidents import IncidentMetrics
 from agent.metrics.server import MetricsServer
 from agent.metrics.webconfig import load_web_config
 from agent.pipeline import Classifier, LatestResults, Observation
+from agent.politeness import stagger
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
 from agent.state_health import StateHealth
@@ -114,6 +115,7 @@ class Agent:
         self.host = HostMonitor(self.clients, self.runner.record)
         self.host.apply(config.host)
         self.metrics.registry.register(self.host.collector())
+        self.metrics.registry.register(self.clients.politeness.collector())
         self.notifier = Notifier()
         host, port = split_listen(config.agent.listen)
         web = load_web_config(overrides.web_config) if overrides.web_config else None
@@ -272,15 +274,27 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-async def check_once(config: Config, site: str | None = None) -> list[Observation]:
-    """Run every check (of ``site``, if given) once, concurrently within the global limit."""
+async def check_once(config: Config, site: str | None = None,
+                     state_dir: Path | None = None) -> list[Observation]:
+    """Run every check (of ``site``, if given) once, concurrently within the global limit and
+    each site's politeness limit, the checks of one site started a little apart. Baselines are
+    written to ``state_dir`` only when it is given; otherwise the run judges against a scratch
+    copy of ``agent.state_dir``'s baselines and leaves them untouched."""
     planned = [p for p in config.planned_checks() if site is None or p.site.name == site]
     clients = HttpClients(config.agent.user_agent)
-    baselines = BaselineStore.open(config.agent.state_dir)
+    baselines = (BaselineStore.open(state_dir) if state_dir is not None
+                 else BaselineStore.scratch(config.agent.state_dir))
     runner = CheckRunner(clients, Classifier(config), LatestResults(), None,
                          config.agent.concurrency, baselines=baselines)
+
+    async def run_after(delay: float, planned_check: PlannedCheck) -> Observation:
+        await asyncio.sleep(delay)
+        return await runner.run(planned_check)
+
+    delays = stagger([p.site.name for p in planned])
     try:
-        observations = list(await asyncio.gather(*(runner.run(p) for p in planned)))
+        observations = list(await asyncio.gather(*(run_after(d, p)
+                                                   for d, p in zip(delays, planned, strict=True))))
         if config.host is not None and site in (None, config.host.site):
             observations += await _check_host_once(config.host, clients, runner)
         return observations

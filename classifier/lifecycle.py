@@ -161,7 +161,7 @@ def _failing(track: Track, run: Run, now: datetime,
             events.append(Event(EventType.OPENED, f"{text}; not ticketed: {run.why_not}"))
         if len(track.changes) >= policy.flap_changes and not track.flapping:
             track = replace(track, flapping=True)
-            events.append(_flapping_event(track, policy))
+            events.append(_flapping_event(track, policy, len(track.changes)))
     return track, tuple(events)
 
 
@@ -174,11 +174,13 @@ def _level_change(track: Track, level: Level | None) -> list[Event]:
     return [Event(EventType.DEESCALATED, f"de-escalated from {track.level} to {level}", op)]
 
 
-def _flapping_event(track: Track, policy: Policy) -> Event:
+def _flapping_event(track: Track, policy: Policy, changes: int) -> Event:
+    """``changes``: the state changes within the window, counting the one held back."""
     minutes = policy.flap_window.total_seconds() / 60
     return Event(EventType.FLAPPING,
-                 f"flapping: {len(track.changes)} state changes within {minutes:g} min; held "
-                 "open until it is stable", TicketOp.UPDATE if track.ticketed else None)
+                 f"flapping: {changes} state changes within {minutes:g} min (threshold "
+                 f"{policy.flap_changes}); held open until it is stable",
+                 TicketOp.UPDATE if track.ticketed else None)
 
 
 def _passing(track: Track, run: Run, now: datetime,
@@ -194,11 +196,11 @@ def _passing(track: Track, run: Run, now: datetime,
     track = replace(track, passes=track.passes + 1, fails=0, sources=sources)
     if track.passes < policy.recover:
         return track, ()
-    if len(track.changes) + 1 >= policy.flap_changes:
+    if len(track.changes) + 1 >= policy.flap_changes:  # this resolve would reach the threshold
         if track.flapping:
             return track, ()
         track = replace(track, flapping=True)
-        return track, (_flapping_event(track, policy),)
+        return track, (_flapping_event(track, policy, len(track.changes) + 1),)
     op = TicketOp.RESOLVE if track.ticketed else None
     resolved = replace(track, phase=Phase.RESOLVED, flapping=False,
                        changes=(*track.changes, now))

@@ -220,7 +220,8 @@ async def run_journey(spec: BrowserCheck, ctx: ProbeContext, context: BrowserCon
                     Evidence(url=page.url, details={"step": step.name}))
             break
         start = time.perf_counter()
-        problems = await _act(page, step, site.base_url, variables, remaining, rec)
+        problems = await _act(page, step, site.base_url, variables, remaining,
+                              ctx.request_limit(), rec)
         elapsed = time.perf_counter() - start
         run.timings.append(StepTiming(step.name, elapsed))
         if not problems:
@@ -286,10 +287,10 @@ async def _watch_initiators(context: BrowserContext, page: Page, rec: Recorder) 
 
 
 async def _act(page: Page, step: BrowserStep, base_url: str, variables: dict[str, str],
-               remaining: float, rec: Recorder) -> list[str]:
+               remaining: float, request_limit: float, rec: Recorder) -> list[str]:
     from playwright.async_api import Error as PlaywrightError
 
-    budget_ms = max(200.0, _ms(remaining) - 200.0)
+    budget_ms = max(200.0, _ms(min(remaining, request_limit)) - 200.0)
     try:
         if step.goto is not None:
             url = base_url + render(step.goto, variables)
@@ -435,7 +436,7 @@ async def _judge_scripts(run: JourneyRun, spec: BrowserCheck, ctx: ProbeContext,
         if origin is not None:
             seen.setdefault(origin, url)
     unknown = {o: u for o, u in seen.items() if not allowed(o, spec.allow, rec.own_origin)}
-    if await learn_while_new(ctx, spec.name, spec.learn_runs, set(unknown)):
+    if await learn_while_new(ctx, spec.name, spec.learn_runs, set(unknown), not run.findings):
         return
     learned = (await asyncio.to_thread(ctx.baselines.origins, ctx.site.name, spec.name)
                if ctx.baselines is not None else set())

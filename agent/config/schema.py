@@ -81,11 +81,30 @@ class AgentSettings(StrictModel):
     _listen = field_validator("listen")(_check_listen)
 
 
+DEFAULT_REQUEST_TIMEOUT_S = 30.0
+"""A single request (redirects included) that takes longer has failed: a slow shop is slow,
+a request that gets no answer in half a minute is broken."""
+DEFAULT_CHECK_BUDGET_S = 45.0
+"""A whole check run, every request and wait included, when ``timeout`` is not set (and at most
+``DEFAULT_BUDGET_SHARE`` of the interval): room for a multi-step checkout on a slow shop, and
+15 s of a 60 s interval left before the next run."""
+DEFAULT_BUDGET_SHARE = 0.75
+DEFAULT_LATENCY_THRESHOLD_S = 5.0
+"""A page or step slower than this (its redirects and body included) is ``slow_response``."""
+DEFAULT_CHECKOUT_DEGRADED_S = 30.0
+"""A checkout whose steps together take longer is ``business_logic_degraded``."""
+DEFAULT_MAX_IN_FLIGHT = 2
+"""Requests one site may have in flight at once (agent/politeness.py)."""
+
+
 class Defaults(StrictModel):
     """Values a site or check inherits when it does not set its own."""
 
     interval: Duration = 60.0
-    timeout: Duration = 10.0
+    timeout: Duration | None = None
+    """A check run's total budget (default: 45s, at most 75 % of the interval)."""
+    request_timeout: Duration = DEFAULT_REQUEST_TIMEOUT_S
+    """Each single request's own timeout (capped at the check's budget)."""
 
 
 class TLSSettings(StrictModel):
@@ -108,7 +127,8 @@ class AvailabilityCheck(StrictModel):
     headers: dict[str, str] = Field(default_factory=dict)
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     max_redirects: int = Field(default=5, ge=0, le=20)
-    latency_threshold: Duration | None = None
+    latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
+    """Slower than this, redirects and body included → ``slow_response`` (null: never)."""
     body_contains: list[str] = Field(default_factory=list)
     body_not_contains: list[str] = Field(default_factory=list)
     body_matches: list[str] = Field(default_factory=list)
@@ -117,6 +137,9 @@ class AvailabilityCheck(StrictModel):
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
 
     @model_validator(mode="before")
     @classmethod
@@ -333,6 +356,8 @@ class Step(StrictModel):
     """What this step failing means (default: the check's ``kind``)."""
     continue_on_failure: bool = False
     """Run the later steps even when this one fails (e.g. a shipping estimate)."""
+    latency_threshold: Duration | None = None
+    """Slower than this → ``slow_response`` (default: the check's ``latency_threshold``)."""
 
     @model_validator(mode="after")
     def _target(self) -> Step:
@@ -419,11 +444,21 @@ class StepsCheck(StrictModel):
     recipe: Recipe | None = None
     """Instead of ``steps``: the site platform's guest flow from a few parameters."""
     payment: MethodList | None = None
+    """Payment methods the checkout page or API lists (omitted: payment is not checked)."""
     shipping: MethodList | None = None
+    """Shipping methods listed (omitted: shipping is not checked)."""
+    latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
+    """A step slower than this → ``slow_response`` (a step can set its own; null: never)."""
+    degraded_after: Duration | None = DEFAULT_CHECKOUT_DEGRADED_S
+    """A ``checkout`` whose steps together take longer → ``business_logic_degraded`` (null:
+    never); customers can order, but struggle."""
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
 
     @model_validator(mode="after")
     def _steps_or_recipe(self) -> StepsCheck:
@@ -483,9 +518,14 @@ class CatalogCheck(StrictModel):
     """A count more than this share below the recent median is a finding."""
     baseline_runs: int = Field(default=10, ge=1, le=1000)
     """How many recent counts the median is taken over."""
+    latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
+    """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
 
     @model_validator(mode="after")
     def _pages_or_category(self) -> CatalogCheck:
@@ -527,9 +567,14 @@ class SearchCheck(StrictModel):
     queries: list[Query] = Field(min_length=1)
     count: Counter | None = None
     """Default: the platform preset's way (generic: schema.org JSON-LD)."""
+    latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
+    """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
 
     def failure_kind(self) -> FindingKind:
         """What a total failure of this check (deadline, probe crash) means."""
@@ -563,9 +608,14 @@ class IntegrityCheck(StrictModel):
     check_assets: bool = True
     max_assets: int = Field(default=20, ge=0, le=200)
     """Stylesheets and scripts on the site's own host checked per run (each once)."""
+    latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
+    """A page slower than this → ``slow_response`` (null: never; assets are not timed)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
 
     def failure_kind(self) -> FindingKind:
         """What a total failure of this check (deadline, probe crash) means."""
@@ -592,9 +642,14 @@ class SecurityCheck(StrictModel):
     learn_runs: int = Field(default=3, ge=0, le=1000)
     """The first runs learn every origin they see; later unknown origins are findings."""
     defacement_markers: list[str] = Field(default_factory=lambda: list(DEFAULT_DEFACEMENT_MARKERS))
+    latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
+    """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
 
     @field_validator("allow")
     @classmethod
@@ -748,6 +803,9 @@ class BrowserCheck(StrictModel):
     thresholds: BrowserThresholds = Field(default_factory=BrowserThresholds)
     interval: Duration | None = None
     timeout: Duration | None = None
+    """The journey's budget (every step; waits for the site's politeness slot excluded)."""
+    request_timeout: Duration | None = None
+    """Each step's action and wait are also cut at this (and at their own ``timeout``)."""
 
     @field_validator("allow")
     @classmethod
@@ -803,6 +861,14 @@ class Site(StrictModel):
     plan: Plan = Plan.ON_DEMAND
     interval: Duration | None = None
     timeout: Duration | None = None
+    """Each check run's total budget (all its requests and waits)."""
+    request_timeout: Duration | None = None
+    """Each single request's own timeout."""
+    max_in_flight: int = Field(default=DEFAULT_MAX_IN_FLIGHT, ge=1, le=100)
+    """Requests to this site in flight at once, over all its checks (politeness)."""
+    error_markers: list[str] = Field(default_factory=list)
+    """Text that means an error page on this site, for every check that reads a page
+    (besides the built-in platform signatures)."""
     tls: TLSSettings = Field(default_factory=TLSSettings)
     levels: dict[FindingKind, Level] = Field(default_factory=dict)
     """Per-site level overrides by finding kind, e.g. ``{slow_response: 2}``."""
@@ -894,6 +960,10 @@ class MaintenanceWindow(StrictModel):
         return self
 
 
+GroupKey = Literal["site", "kind", "check"]
+DEFAULT_GROUP_BY: tuple[GroupKey, ...] = ("site", "kind")
+
+
 class IncidentSettings(StrictModel):
     """When findings become incidents, and how tickets look (see README, "Incidents")."""
 
@@ -905,6 +975,10 @@ class IncidentSettings(StrictModel):
     flap_window: Duration = 3600.0
     flap_changes: int = Field(default=4, ge=2, le=1000)
     reminder: Duration | None = None
+    group_by: list[GroupKey] = Field(default_factory=lambda: list(DEFAULT_GROUP_BY))
+    """Keys of one incident for the business-impact kinds (checkout, payment, catalog, search,
+    filter, corruption, business logic): default one incident per site and kind, every check
+    that sees it listed as evidence; add ``check`` for one incident per check."""
     checks: list[CheckPolicy] = Field(default_factory=list)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     reference_targets: list[str] = Field(default_factory=list)
@@ -912,6 +986,17 @@ class IncidentSettings(StrictModel):
     dashboard_url: str | None = None
     """Template of a ticket's dashboard link; placeholders {site} {check} {kind} {incident}
     {fingerprint}."""
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_keys(cls, value: list[str]) -> list[str]:
+        missing = [key for key in ("site", "kind") if key not in value]
+        if missing:
+            raise ValueError(f"must include {' and '.join(missing)} (an incident is always one "
+                             "kind of problem of one site); add 'check' to split it per check")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a key twice")
+        return value
 
     @field_validator("reference_targets")
     @classmethod
@@ -1170,6 +1255,9 @@ class PlannedCheck:
     check: CheckSpec
     interval: float
     timeout: float
+    """The run's total budget."""
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    """Each request's own timeout (never more than ``timeout``)."""
 
     @property
     def key(self) -> str:
@@ -1178,10 +1266,17 @@ class PlannedCheck:
 
 
 def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
-    """Resolve a check's interval and timeout: check, then site, then defaults."""
+    """Resolve a check's interval, budget and request timeout: check, then site, then defaults.
+
+    An unset budget is ``DEFAULT_CHECK_BUDGET_S``, at most ``DEFAULT_BUDGET_SHARE`` of the
+    interval; the request timeout never exceeds the budget."""
     interval = check.interval or site.interval or config.defaults.interval
     timeout = check.timeout or site.timeout or config.defaults.timeout
-    return PlannedCheck(site, check, interval, timeout)
+    if timeout is None:
+        timeout = min(DEFAULT_CHECK_BUDGET_S, interval * DEFAULT_BUDGET_SHARE)
+    request_timeout = (check.request_timeout or site.request_timeout
+                       or config.defaults.request_timeout)
+    return PlannedCheck(site, check, interval, timeout, min(request_timeout, timeout))
 
 
 def _require_unique(names: list[str], what: str) -> None:

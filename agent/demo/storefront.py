@@ -52,7 +52,7 @@ __all__ = [
 
 FAULTS: frozenset[str] = frozenset({
     "down", "slow", "server_error", "checkout", "payment",
-    "catalog", "search", "corrupt", "skimmer", "reviews",
+    "catalog", "search", "corrupt", "skimmer", "reviews", "fragile",
     "js_bundle", "js_error", "skimmer_dynamic", "slow_render",
 })
 JS_FAULTS: frozenset[str] = frozenset({"js_bundle", "js_error", "skimmer_dynamic", "slow_render"})
@@ -64,7 +64,14 @@ script from another origin (``localhost`` vs ``127.0.0.1``) on cart and checkout
 ``SLOW_RENDER_MS``."""
 SLOW_RENDER_MS = 6000
 SLOW_DELAY_S: float = 2.5
-"""How long the ``slow`` fault delays each storefront response, in seconds."""
+"""How long the ``slow`` fault delays each storefront response by default, in seconds
+(``DemoStore.slow_delay_s``, ``POST /_demo/faults {"slow_delay_s": N}``, ``--slow-delay``)."""
+MAX_SLOW_DELAY_S: float = 300.0
+FRAGILE_LIMIT: int = 2
+"""``fragile``: storefront requests the shop handles at once; one more gets a 500 "database is
+locked" (a small shop on SQLite or a tiny database pool)."""
+FRAGILE_WORK_S: float = 0.2
+"""``fragile``: how long each request holds its database connection."""
 
 SESSION_COOKIE = "demo_session"
 STORE_NAME = "Demo Outfitters"
@@ -319,6 +326,9 @@ class _Shop:
         self.guest_carts: OrderedDict[str, _GuestCart] = OrderedDict()
         self.next_item_id = 1
         self.stalled: set[asyncio.Task[Any]] = set()   # requests held by "down" or "slow"
+        self.slow_delay_s = SLOW_DELAY_S
+        self.active = 0                  # storefront requests in progress (for "fragile")
+        self.fragile_rejections = 0      # requests "fragile" answered 500
         self.closing = False
         self.static = {name: (_STATIC_DIR / name).read_bytes() for name in _STATIC_TYPES}
 
@@ -377,10 +387,28 @@ class _Shop:
                                 handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_demo/"):
             return await handler(request)
+        if request.path.startswith("/static/"):  # served by the web server, no database
+            return await self._faults(request, handler)
+        if "fragile" in self.faults and self.active >= FRAGILE_LIMIT:
+            self.fragile_rejections += 1
+            return web.Response(
+                status=500, content_type="text/html",
+                text="<!DOCTYPE html><html><head><title>500 Internal Server Error</title></head>"
+                     "<body><h1>Internal Server Error</h1><p>SQLSTATE[HY000]: General error: 5 "
+                     "database is locked</p></body></html>")
+        self.active += 1
+        try:
+            if "fragile" in self.faults:
+                await asyncio.sleep(FRAGILE_WORK_S)
+            return await self._faults(request, handler)
+        finally:
+            self.active -= 1
+
+    async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if "down" in self.faults:
             await self._stall(self._hang_while_down(request))
         if "slow" in self.faults:
-            await self._stall(asyncio.sleep(SLOW_DELAY_S))
+            await self._stall(asyncio.sleep(self.slow_delay_s))
             if request.transport is None or request.transport.is_closing():
                 raise asyncio.CancelledError  # the client gave up waiting: nobody to answer
         if "server_error" in self.faults:
@@ -1087,15 +1115,26 @@ so there is no Place Order button.</p>"""
     # -- demo control (never affected by faults) -------------------------------------------
 
     def _faults_json(self) -> web.Response:
-        return web.json_response({"faults": sorted(self.faults), "available": sorted(FAULTS)})
+        return web.json_response({"faults": sorted(self.faults), "available": sorted(FAULTS),
+                                  "slow_delay_s": self.slow_delay_s,
+                                  "fragile_rejections": self.fragile_rejections})
 
     async def demo_faults_get(self, request: web.Request) -> web.Response:
         """GET /_demo/faults: the active and the available faults."""
         return self._faults_json()
 
     async def demo_faults_post(self, request: web.Request) -> web.Response:
-        """POST /_demo/faults {"faults": [...]}: replace the active set ([] clears it)."""
+        """POST /_demo/faults {"faults": [...]}: replace the active set ([] clears it);
+        optional ``"slow_delay_s": N`` sets the ``slow`` fault's delay."""
         data = await _json_object(request)
+        delay = data.get("slow_delay_s") if data is not None else None
+        if delay is not None:
+            if isinstance(delay, bool) or not isinstance(delay, int | float) or \
+                    not 0 <= delay <= MAX_SLOW_DELAY_S:
+                return web.json_response(
+                    {"error": f"slow_delay_s must be a number of seconds, 0-{MAX_SLOW_DELAY_S:g}"},
+                    status=400)
+            self.slow_delay_s = float(delay)
         names = data.get("faults") if data is not None else None
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return web.json_response(
@@ -1128,6 +1167,22 @@ class DemoStore:
         self.port: int = port
         self.url: str = _url(host, port)
         self.faults: set[str] = shop.faults   # the live set: handlers read it per request
+
+    @property
+    def slow_delay_s(self) -> float:
+        """How long the ``slow`` fault delays each storefront response."""
+        return self._shop.slow_delay_s
+
+    @slow_delay_s.setter
+    def slow_delay_s(self, seconds: float) -> None:
+        if not 0 <= seconds <= MAX_SLOW_DELAY_S:
+            raise ValueError(f"slow delay must be 0-{MAX_SLOW_DELAY_S:g}s")
+        self._shop.slow_delay_s = seconds
+
+    @property
+    def fragile_rejections(self) -> int:
+        """Requests the ``fragile`` fault answered 500 so far."""
+        return self._shop.fragile_rejections
 
     def set_faults(self, names: Iterable[str]) -> None:
         """Replace the active faults (validated first; raises UnknownFaultError)."""

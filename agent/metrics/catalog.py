@@ -73,13 +73,19 @@ OUTBOX_OLDEST_AGE = MetricDef("storewatch_outbox_oldest_pending_age_seconds", "g
 STATE_WRITABLE = MetricDef("storewatch_state_writable", "gauge",
                            "1 while incidents and the outbox are being saved to the state "
                            "directory, 0 while they cannot be (unwritable, disk full).")
+SITE_WAIT_SECONDS = MetricDef("storewatch_site_wait_seconds_total", "counter",
+                              "Seconds requests waited for one of the site's request slots "
+                              "(per-site politeness limit).", ("site",))
+SITE_IN_FLIGHT = MetricDef("storewatch_site_requests_in_flight", "gauge",
+                           "Requests to the site in flight now (at most its max_in_flight).",
+                           ("site",))
 
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_DURATION, PROBE_STEP_DURATION, PROBE_HTTP_STATUS, PROBE_LAST_RUN,
     TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS, FINDINGS_TOTAL,
     SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
-    STATE_WRITABLE,
+    STATE_WRITABLE, SITE_WAIT_SECONDS, SITE_IN_FLIGHT,
 )
 
 # --- host: the server the agent runs on (agent/host/), read at scrape time ---

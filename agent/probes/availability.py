@@ -1,4 +1,8 @@
-"""Availability: one request per run — status, latency, content markers, TLS expiry."""
+"""Availability: one request per run — status, latency, content markers, TLS expiry.
+
+The page is down only when the request fails or exceeds its own ``request_timeout``; slower than
+``latency_threshold`` (default 5s) but answered is ``slow_response``; a 200 page showing a
+platform error or template leak (or one of the site's ``error_markers``) is ``page_corrupted``."""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ from datetime import datetime
 
 from agent.config.schema import AvailabilityCheck
 from agent.config.secrets import scrubbed_excerpt
-from agent.httpclient import FetchError, FetchFailure, FetchResult, fetch
+from agent.httpclient import FetchError, FetchFailure, FetchResult
+from agent.politeness import CHECK_PRIORITY, HOME_PRIORITY
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming, failure_kind
+from agent.probes.budget import CheckRequests
+from agent.probes.content import error_markers, error_signature
 from agent.probes.html import MAX_HTML_DEPTH, html_depth_exceeds, parse_html
 from classifier import Evidence, Finding, FindingKind
 
@@ -24,10 +31,11 @@ async def probe_availability(spec: AvailabilityCheck, ctx: ProbeContext) -> Prob
     started_at = ctx.now()
     start = time.perf_counter()
     url = site.base_url + spec.path
-    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
-    outcome = await fetch(client, url, method=spec.method, headers=spec.headers,
-                          timeout=ctx.timeout, max_body_bytes=int(spec.max_body_bytes),
-                          max_redirects=spec.max_redirects)
+    requests = CheckRequests(ctx, max_body_bytes=int(spec.max_body_bytes),
+                             max_redirects=spec.max_redirects,
+                             priority=HOME_PRIORITY if spec.role == "home" else CHECK_PRIORITY)
+    outcome = await requests.fetch(url, where=f"page {spec.path}", method=spec.method,
+                                   headers=spec.headers)
     builder = _Findings(site.name, spec.name, started_at)
     measurements: dict[str, float] = {}
     steps: tuple[StepTiming, ...]
@@ -88,7 +96,8 @@ def _judge_response(out: _Findings, spec: AvailabilityCheck, ctx: ProbeContext,
         out.add(failure_kind(spec), f"{where} answered HTTP {res.status} (expected {expected})",
                 evidence(scrubbed_excerpt(text, 0, EXCERPT_CHARS)))
     elif spec.method != "HEAD":
-        _judge_content(out, spec, res, text, where, evidence)
+        _judge_content(out, spec, res, text, where, evidence,
+                       error_markers(ctx.site.error_markers))
 
     if spec.latency_threshold is not None and res.total_s > spec.latency_threshold:
         out.add(FindingKind.SLOW_RESPONSE,
@@ -104,12 +113,16 @@ def _judge_response(out: _Findings, spec: AvailabilityCheck, ctx: ProbeContext,
 
 
 def _judge_content(out: _Findings, spec: AvailabilityCheck, res: FetchResult, text: str,
-                   where: str, evidence: Callable[..., Evidence]) -> None:
+                   where: str, evidence: Callable[..., Evidence],
+                   site_markers: tuple[str, ...]) -> None:
     problems: list[str] = []
     problems += [f"missing text {s!r}" for s in spec.body_contains if s not in text]
     problems += [f"unwanted text {s!r}" for s in spec.body_not_contains if s in text]
     problems += [f"no match for /{p}/" for p in spec.body_matches if not re.search(p, text)]
     problems += [f"unwanted match /{p}/" for p in spec.body_not_matches if re.search(p, text)]
+    signature = error_signature(text, site_markers) if 200 <= res.status < 300 else None
+    if signature is not None:
+        problems.append(f"shows {signature}")
     if spec.selector is not None:
         if html_depth_exceeds(text):
             problems.append(f"HTML nested deeper than {MAX_HTML_DEPTH} levels; selector "

@@ -43,6 +43,25 @@ class ProbeResult:
     findings: tuple[Finding, ...] = ()
 
 
+class RunClock:
+    """A run's deadline, moved back while the run waits for the site's request slots (time
+    queued behind other checks is not the check's own)."""
+
+    def __init__(self) -> None:
+        self._timeout: asyncio.Timeout | None = None
+
+    def bind(self, timeout: asyncio.Timeout) -> None:
+        """The deadline ``run_guarded`` enforces for this run."""
+        self._timeout = timeout
+
+    def extend(self, seconds: float) -> None:
+        """Move the deadline back by ``seconds``."""
+        when = self._timeout.when() if self._timeout is not None else None
+        if when is not None and seconds > 0:
+            assert self._timeout is not None
+            self._timeout.reschedule(when + seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class ProbeContext:
     """What a probe gets besides its spec: the shared client stack, its site and its deadline."""
@@ -53,6 +72,15 @@ class ProbeContext:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     baselines: BaselineStore | None = None
     """Recent counts and learned script origins (None: the state dir is not usable)."""
+    request_timeout: float | None = None
+    """Each request's own timeout (None: the whole ``timeout``); ``timeout`` is the budget."""
+    clock: RunClock = field(default_factory=RunClock)
+
+    def request_limit(self) -> float:
+        """Each request's own timeout, never more than the check's budget."""
+        if self.request_timeout is None:
+            return self.timeout
+        return min(self.request_timeout, self.timeout)
 
 
 class Probe(Protocol):
@@ -72,10 +100,12 @@ async def run_guarded(probe: Probe, spec: CheckSpec, ctx: ProbeContext) -> Probe
     start = time.perf_counter()
     deadline = ctx.timeout + DEADLINE_GRACE_S
     try:
-        async with asyncio.timeout(deadline):
+        async with asyncio.timeout(deadline) as timeout:
+            ctx.clock.bind(timeout)
             return await probe(spec, ctx)
     except TimeoutError:
-        summary = f"check did not finish within its {ctx.timeout:g}s deadline and was cancelled"
+        summary = (f"check did not finish by its deadline, its {ctx.timeout:g}s budget (timeout), "
+                   "and was cancelled")
         details = {"failure": "deadline"}
     except Exception as exc:  # a probe bug must not take the agent down
         log.exception("probe %s/%s crashed", ctx.site.name, spec.name)

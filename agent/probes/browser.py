@@ -11,6 +11,7 @@ import logging
 import time
 
 from agent.config.schema import BrowserCheck
+from agent.politeness import CHECK_PRIORITY
 from agent.probes.base import ProbeContext, ProbeResult
 from classifier import Evidence, Finding, FindingKind
 
@@ -23,11 +24,17 @@ async def probe_browser(spec: BrowserCheck, ctx: ProbeContext) -> ProbeResult:
     from agent.browser.runtime import BrowserUnavailable, shared_runtime
 
     start = time.perf_counter()
-    deadline = start + ctx.timeout
     started_at = ctx.now()
+    site = ctx.site
+    gate = ctx.clients.politeness.gate(site.name, site.max_in_flight)
     try:
-        async with shared_runtime().journey_context() as context:
-            run = await run_journey(spec, ctx, context, deadline)
+        # one of the site's request slots for the whole journey: a browser shares the
+        # per-site politeness limit of the HTTP checks (waiting for it is not the shop's time)
+        async with gate.slot(CHECK_PRIORITY) as waited:
+            ctx.clock.extend(waited)
+            deadline = start + waited + ctx.timeout
+            async with shared_runtime().journey_context() as context:
+                run = await run_journey(spec, ctx, context, deadline)
     except BrowserUnavailable as exc:
         log.error("%s/%s: %s", ctx.site.name, spec.name, exc)
         finding = Finding(ctx.site.name, spec.name, FindingKind.AGENT_OFFLINE, str(exc),

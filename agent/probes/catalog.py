@@ -1,9 +1,11 @@
 """Catalog: expected products are there, enough are listed, and the count did not drop.
 
-Counts of every clean run are kept in the baselines store; a count more than ``max_drop`` below
-the median of the last ``baseline_runs`` counts is ``catalog_missing``, naming how many vanished.
-A listing page that renders a platform error instead of products is ``page_corrupted`` (the page
-is broken; whether products vanished cannot be told) and that run is left out of the baseline.
+Counts of every passing run are kept in the baselines store; a count more than ``max_drop``
+below the median of the last ``baseline_runs`` counts is ``catalog_missing``, naming how many
+vanished (and is not learned). A listing page that shows a platform error or a template leak
+(built-in signatures plus the site's ``error_markers``) is ``page_corrupted``, whatever it counts
+(the page is broken; whether products vanished cannot be told), and that run is neither judged
+nor learned. A listing that ran out of the check's budget is ``slow_response``, not judged.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import asyncio
 import time
 
 from agent.config.schema import CatalogCheck, Counter
-from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
-from agent.probes.content import Page, count_items, error_signature
-from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
+from agent.probes.content import (
+    Page,
+    count_items,
+    error_markers,
+    error_signature,
+    signature_excerpt,
+)
+from agent.probes.pages import Findings, PageFetcher, elapsed, is_slow_not_broken, why_not_ok
 from agent.probes.recipes import catalog_preset
 from classifier import Evidence, FindingKind
 
@@ -34,12 +41,16 @@ async def probe_catalog(spec: CatalogCheck, ctx: ProbeContext) -> ProbeResult:
     start = time.perf_counter()
     out = Findings(ctx.site.name, spec.name, ctx.now())
     pages, counter = listing(spec, ctx.site.platform)
-    fetcher = PageFetcher(ctx, int(spec.max_body_bytes))
+    fetcher = PageFetcher(ctx, int(spec.max_body_bytes), latency_threshold=spec.latency_threshold)
+    markers = error_markers(ctx.site.error_markers)
     timings: list[StepTiming] = []
     total, clean, texts = 0, True, []
     for path in pages:
         res = await fetcher.get(path)
         timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
+        if is_slow_not_broken(res):
+            clean = False  # not counted: reported as slow by report_slow
+            continue
         if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
             clean = False
             out.add(FindingKind.PARTIAL_OUTAGE, f"listing {path} unreachable: {why_not_ok(res)}",
@@ -47,25 +58,28 @@ async def probe_catalog(spec: CatalogCheck, ctx: ProbeContext) -> ProbeResult:
             continue
         page = Page(res)
         text = page.text()
-        texts.append(text)
-        got = count_items(page, counter) or 0
-        signature = error_signature(text) if got == 0 else None
-        if signature is not None:
+        signature = error_signature(text, markers)
+        if signature is not None:  # a corrupted page's count says nothing about the catalog
             clean = False
             out.add(FindingKind.PAGE_CORRUPTED,
-                    f"listing {path} shows a {signature} error instead of products",
-                    Evidence(url=res.url, status=res.status, excerpt=scrubbed_excerpt(text)))
+                    f"listing {path} shows {signature} instead of products; its count is not "
+                    "judged",
+                    Evidence(url=res.url, status=res.status, excerpt=signature_excerpt(text,
+                                                                                        markers)))
             continue
-        total += got
+        texts.append(text)
+        total += count_items(page, counter) or 0
     for path in spec.expected_in:
-        res = await fetcher.get(path)
+        res = await fetcher.get(path, timed=False)
         if isinstance(res, FetchResult) and 200 <= res.status < 300:
             texts.append(res.text())
+    fetcher.report_slow(out)
     if clean:
         _judge_expected(spec, texts, out, fetcher.url(pages[0]))
         median = await _median(ctx, spec)
         _judge_count(spec, total, median, out, fetcher.url(pages[0]))
-        if ctx.baselines is not None:
+        passed = not any(f.kind is FindingKind.CATALOG_MISSING for f in out.items)
+        if ctx.baselines is not None and passed:  # the baseline learns from passing runs only
             await asyncio.to_thread(ctx.baselines.add_count, ctx.site.name, spec.name,
                                     float(total), ctx.now().timestamp())
     return ProbeResult(site=ctx.site.name, check=spec.name, success=not out.items,

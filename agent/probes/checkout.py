@@ -13,7 +13,7 @@ from agent.config.schema import MethodList, StepsCheck
 from agent.probes.base import ProbeContext, ProbeResult
 from agent.probes.content import Page, css_values, json_path_values, scalar_text
 from agent.probes.recipes import recipe_flow
-from agent.probes.steps import StepRun, run_steps
+from agent.probes.steps import StepRun, judge_timing, run_steps
 from classifier import Evidence, FindingKind
 
 
@@ -25,12 +25,15 @@ async def probe_steps(spec: StepsCheck, ctx: ProbeContext) -> ProbeResult:
         flow = recipe_flow(ctx.site.platform, spec.recipe)
         steps, payment, shipping = flow.steps, payment or flow.payment, shipping or flow.shipping
     run = await run_steps(spec, steps, ctx)
+    judge_timing(run, spec)
     last = steps[-1].name
     if payment is not None:
         _judge_methods(run, payment, last, "payment", FindingKind.PAYMENT_UNAVAILABLE)
     if shipping is not None:
         _judge_methods(run, shipping, last, "shipping", FindingKind.BUSINESS_LOGIC_DEGRADED)
     measurements: dict[str, float] = {}
+    if run.jar is not None and run.jar.ignored:
+        measurements["cookies_ignored"] = float(run.jar.ignored)
     if run.responses:
         measurements["http_status"] = float(list(run.responses.values())[-1].res.status)
     return ProbeResult(site=run.site, check=run.check, success=not run.findings,

@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from agent.config.schema import Counter, parse_json_path
+from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.html import parse_html
 
@@ -16,29 +17,91 @@ if TYPE_CHECKING:  # selectolax is imported by parse_html, when a page is parsed
 
 ERROR_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("Magento", re.compile(r"There has been an error processing your request|"
-                           r"Exception printing is disabled by default|Error log record number")),
+                           r"Exception printing is disabled by default|Error log record number|"
+                           r"An error has happened during application run")),
     ("Magento", re.compile(r"\bmain\.CRITICAL\b|Magento\\Framework\\Exception")),
     ("WordPress", re.compile(r"There has been a critical error on this website|"
                              r"Error establishing a database connection")),
     ("WooCommerce", re.compile(r"WC_Data_Exception|woocommerce_rest_\w+_error\b")),
     ("Shopify Liquid", re.compile(r"Liquid (syntax )?error", re.IGNORECASE)),
-    ("PHP", re.compile(r"(Fatal error|Parse error|Warning|Notice|Deprecated)</b>?:\s.*? in "
-                       r"\S+\.php|PHP (Fatal error|Warning|Parse error):")),
+    ("PHP", re.compile(r"(Fatal error|Parse error|Warning|Notice|Deprecated)(</b>)?:\s.*? in "
+                       r"\S+\.php|PHP (Fatal error|Warning|Parse error):|"
+                       r"Fatal error</b>: +Uncaught|Fatal error: +Uncaught \w")),
+    ("Django", re.compile(r"You're seeing this error because you have <code>DEBUG = True|"
+                          r"TemplateSyntaxError at /|django\.template\.exceptions\.")),
+    ("Jinja", re.compile(r"jinja2\.exceptions\.\w+|UndefinedError: '[^']+' is undefined")),
+    ("Twig", re.compile(r"Twig\\Error\\\w+|Twig_Error_\w+|An exception has been thrown "
+                        r"during the rendering of a template")),
+    ("Rails", re.compile(r"We're sorry, but something went wrong\.|ActionView::Template::Error|"
+                         r"ActiveRecord::\w+Error|ActionController::RoutingError")),
     ("framework debug page", re.compile(r"Whoops! There was an error|Traceback \(most recent "
                                         r"call last\)|Symfony\\Component\\ErrorHandler|"
                                         r"<title>[^<]*(DoesNotExist|Exception)[^<]*</title>")),
 )
+"""Error pages of shop platforms and web frameworks, as a 200 page may show them."""
+
+_TEMPLATE_BLOCK = re.compile(
+    r"\{%-?\s*(if|elsif|elif|else|endif|for|endfor|block|endblock|extends|include|"
+    r"render|section|assign|capture|endcapture|schema|set|macro|with|load|url|trans)\b[^%]{0,200}"
+    r"-?%\}")
+"""A server-side template block tag (Jinja/Django/Twig/Liquid) that reached the shopper."""
+_TEMPLATE_VARIABLE = re.compile(r"\{\{-?\s*[A-Za-z_][\w.\[\]'\"]*\s*(\|[^{}]{0,80})?-?\}\}")
+"""An unrendered ``{{ variable }}`` in the page's visible text."""
+_NOT_VISIBLE = re.compile(r"<(script|style|template|textarea)\b.*?</\1\s*>|<!--.*?-->",
+                          re.IGNORECASE | re.DOTALL)
+_CLIENT_TEMPLATES = re.compile(r"\s(v-[a-z:-]+|:[a-z-]+|ng-[a-z-]+|data-ng-[a-z-]+|data-v-[\w-]*|"
+                               r"x-data|x-text|\[\[?[a-z]+\]?\])(?=[\s=>/])", re.IGNORECASE)
+"""Attributes of client-side template frameworks (Vue, Angular, Alpine): their pages carry
+``{{ }}`` on purpose until the browser renders them."""
+
+
+def template_leak(text: str) -> str | None:
+    """The raw template tag a page shows its shoppers (server-side rendering failed), if any."""
+    visible = _NOT_VISIBLE.sub(" ", text) if "<" in text else text
+    match = _TEMPLATE_BLOCK.search(visible)
+    if match is None and not _CLIENT_TEMPLATES.search(text):
+        match = _TEMPLATE_VARIABLE.search(visible)
+    return match.group(0)[:60] if match is not None else None
+
+
+def error_markers(*lists: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The extra error markers of a site and a check, together, without repeats."""
+    return tuple(dict.fromkeys(m for markers in lists for m in markers if m))
 
 
 def error_signature(text: str, extra: tuple[str, ...] | list[str] = ()) -> str | None:
-    """The platform whose error page ``text`` shows (or the extra marker found), else None."""
+    """What error page ``text`` shows, as a phrase: ``a Magento error``, ``a raw template tag
+    '{{ product.name }}'``, ``the marker 'Oops'`` (an ``extra`` marker); else None."""
     for platform, pattern in ERROR_SIGNATURES:
         if pattern.search(text):
-            return platform
+            return f"a {platform} error"
     for marker in extra:
         if marker in text:
-            return f"marker {marker!r}"
+            return f"the error marker {marker!r}"
+    leak = template_leak(text)
+    if leak is not None:
+        return f"a raw template tag {leak!r}"
     return None
+
+
+def signature_excerpt(text: str, extra: tuple[str, ...] | list[str] = (),
+                      chars: int = 300) -> str | None:
+    """A scrubbed excerpt of ``text`` around the error it shows (from the top when none)."""
+    at = -1
+    for _, pattern in ERROR_SIGNATURES:
+        match = pattern.search(text)
+        if match is not None:
+            at = match.start()
+            break
+    else:
+        for marker in extra:
+            at = text.find(marker)
+            if at >= 0:
+                break
+        else:
+            leak = template_leak(text)
+            at = text.find(leak) if leak is not None else -1
+    return scrubbed_excerpt(text, max(0, at - 80), chars)
 
 
 def parse_json(res: FetchResult) -> Any:

@@ -1,7 +1,8 @@
 """Page integrity: pages that answer 200 but are broken for a shopper.
 
 Per page: a platform error signature (Magento, WordPress/WooCommerce, Shopify Liquid, PHP,
-framework debug pages, extra markers), a missing or empty main-content element, and stylesheets
+Django, Jinja, Twig, Rails, framework debug pages, raw template tags, the site's and the check's
+``error_markers``), a missing or empty main-content element, and stylesheets
 and scripts of the site's own host that do not load (each asset fetched once per run, at most
 ``max_assets``, bodies capped) → ``page_corrupted``. Pages answering 5xx/4xx or not at all
 while the home page works → ``partial_outage`` (a failing home page is the availability check's).
@@ -14,12 +15,18 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from agent.config.schema import IntegrityCheck
-from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
-from agent.probes.content import error_signature
+from agent.probes.content import error_markers, error_signature, signature_excerpt
 from agent.probes.html import parse_html
-from agent.probes.pages import Findings, PageFetcher, elapsed, ok, why_not_ok
+from agent.probes.pages import (
+    Findings,
+    PageFetcher,
+    elapsed,
+    is_slow_not_broken,
+    ok,
+    why_not_ok,
+)
 from classifier import Evidence, FindingKind
 
 ASSET_BODY_CAP = 64 * 1024
@@ -44,9 +51,9 @@ class AssetCache:
             return None
         self._results[url] = None
         async with self._slots:
-            res = await self._fetcher.get(url, max_body_bytes=ASSET_BODY_CAP)
+            res = await self._fetcher.get(url, max_body_bytes=ASSET_BODY_CAP, timed=False)
         self.fetched += 1
-        problem = None if ok(res) else why_not_ok(res)
+        problem = None if ok(res) or is_slow_not_broken(res) else why_not_ok(res)
         self._results[url] = problem
         return problem
 
@@ -69,31 +76,36 @@ async def probe_integrity(spec: IntegrityCheck, ctx: ProbeContext) -> ProbeResul
     """Check each page for error text, empty main content and broken assets."""
     start = time.perf_counter()
     out = Findings(ctx.site.name, spec.name, ctx.now())
-    fetcher = PageFetcher(ctx, int(spec.max_body_bytes))
+    fetcher = PageFetcher(ctx, int(spec.max_body_bytes), latency_threshold=spec.latency_threshold)
     assets = AssetCache(fetcher, spec.max_assets if spec.check_assets else 0)
+    markers = error_markers(ctx.site.error_markers, spec.error_markers)
     timings: list[StepTiming] = []
     failed: list[tuple[str, str]] = []
     for path in spec.pages:
         res = await fetcher.get(path)
         timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
+        if is_slow_not_broken(res):
+            continue  # reported as slow by report_slow
         if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
             failed.append((path, why_not_ok(res)))
             continue
-        problems = await _page_problems(spec, res, assets)
+        problems = await _page_problems(spec, res, assets, markers)
         if problems:
             text = res.text()
             out.add(FindingKind.PAGE_CORRUPTED, f"page {path}: " + "; ".join(problems),
-                    Evidence(url=res.url, status=res.status, excerpt=scrubbed_excerpt(text),
+                    Evidence(url=res.url, status=res.status,
+                             excerpt=signature_excerpt(text, markers),
                              details={"problems": str(len(problems))}))
     if failed:
         home = next((r for p, r in failed if p == "/"), None)
-        home_ok = home is None and ("/" in spec.pages or ok(await fetcher.get("/")))
+        home_ok = home is None and ("/" in spec.pages or ok(await fetcher.get("/", timed=False)))
         if home_ok:
             listed = "; ".join(f"{p}: {why}" for p, why in failed)
             out.add(FindingKind.PARTIAL_OUTAGE,
                     f"{len(failed)} of {len(spec.pages)} pages fail while the home page works: "
                     f"{listed}", Evidence(url=fetcher.url(failed[0][0])),
                     pages=float(len(failed)))
+    fetcher.report_slow(out)
     return ProbeResult(site=ctx.site.name, check=spec.name, success=not out.items,
                        duration_s=time.perf_counter() - start, started_at=out.observed_at,
                        steps=tuple(timings),
@@ -101,12 +113,13 @@ async def probe_integrity(spec: IntegrityCheck, ctx: ProbeContext) -> ProbeResul
                        findings=tuple(out.items))
 
 
-async def _page_problems(spec: IntegrityCheck, res: FetchResult, assets: AssetCache) -> list[str]:
+async def _page_problems(spec: IntegrityCheck, res: FetchResult, assets: AssetCache,
+                         markers: tuple[str, ...]) -> list[str]:
     text = res.text()
     problems: list[str] = []
-    signature = error_signature(text, spec.error_markers)
+    signature = error_signature(text, markers)
     if signature is not None:
-        problems.append(f"shows a {signature} error")
+        problems.append(f"shows {signature}")
     if spec.main_selector is not None:
         main = parse_html(text).css_first(spec.main_selector)
         if main is None:

@@ -2,39 +2,75 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 
-from agent.httpclient import FetchError, FetchResult, fetch
+from agent.httpclient import FetchError, FetchFailure, FetchResult
 from agent.probes.base import ProbeContext
+from agent.probes.budget import CheckRequests, slow_summary
 from classifier import Evidence, Finding, FindingKind
 
 ACCEPT_HTML = "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8"
 
 
 class PageFetcher:
-    """GETs paths of one site within one run's deadline, through the shared client stack."""
+    """GETs paths of one site for one run: each request within its own timeout, all within the
+    check's budget and the site's request slots (agent/probes/budget.py). Pages slower than
+    ``latency_threshold`` are remembered for one ``slow_response`` finding (``report_slow``)."""
 
-    def __init__(self, ctx: ProbeContext, max_body_bytes: int, max_redirects: int = 5) -> None:
+    def __init__(self, ctx: ProbeContext, max_body_bytes: int, max_redirects: int = 5,
+                 latency_threshold: float | None = None) -> None:
         self.ctx = ctx
-        self.max_body_bytes = max_body_bytes
-        self.max_redirects = max_redirects
-        self.deadline = time.perf_counter() + ctx.timeout
-        site = ctx.site
-        self.client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
+        self.requests = CheckRequests(ctx, max_body_bytes=max_body_bytes,
+                                      max_redirects=max_redirects)
+        self.latency_threshold = latency_threshold
+        self.slow: list[tuple[str, float, float]] = []
+        self.slow_urls: list[str] = []
+        self.out_of_budget: list[FetchError] = []
 
     def url(self, path: str) -> str:
         """Absolute URL of a path on the site."""
         return self.ctx.site.base_url + path
 
-    async def get(self, url_or_path: str, max_body_bytes: int | None = None
-                  ) -> FetchResult | FetchError:
-        """One GET (path on the site or absolute URL) within what is left of the deadline."""
+    async def get(self, url_or_path: str, max_body_bytes: int | None = None, *,
+                  timed: bool = True) -> FetchResult | FetchError:
+        """One GET (path on the site or absolute URL); ``timed``: held against the latency
+        threshold (pages are, their assets are not)."""
         url = self.url(url_or_path) if url_or_path.startswith("/") else url_or_path
-        remaining = max(0.05, self.deadline - time.perf_counter())
-        return await fetch(self.client, url, headers={"Accept": ACCEPT_HTML}, timeout=remaining,
-                           max_body_bytes=max_body_bytes or self.max_body_bytes,
-                           max_redirects=self.max_redirects)
+        where = f"page {url_or_path}" if url_or_path.startswith("/") else url
+        res = await self.requests.fetch(url, where=where, headers={"Accept": ACCEPT_HTML},
+                                        max_body_bytes=max_body_bytes)
+        if isinstance(res, FetchError):
+            if res.failure is FetchFailure.BUDGET:
+                self.out_of_budget.append(res)
+        elif timed and self.latency_threshold is not None and \
+                res.total_s > self.latency_threshold:
+            self.slow.append((where, res.total_s, self.latency_threshold))
+            self.slow_urls.append(res.url)
+        return res
+
+    def report_slow(self, out: Findings) -> None:
+        """Add the run's ``slow_response`` finding: slow pages and a used-up budget, if any."""
+        if not self.slow and not self.out_of_budget:
+            return
+        parts = [slow_summary(self.slow)] if self.slow else []
+        parts += [e.message for e in self.out_of_budget[:1]]
+        if len(self.out_of_budget) > 1:
+            parts.append(f"{len(self.out_of_budget) - 1} more page(s) not checked for lack "
+                         "of budget")
+        url = self.slow_urls[0] if self.slow_urls else self.out_of_budget[0].url
+        timings = {f"page-{i + 1}": s for i, (_, s, _) in enumerate(self.slow)}
+        facts = {"seconds": max(s for _, s, _ in self.slow)} if self.slow else {}
+        out.add(FindingKind.SLOW_RESPONSE, "; ".join(parts),
+                Evidence(url=url, timings=timings,
+                         details={"slow_pages": str(len(self.slow)),
+                                  "budget_s": f"{self.requests.budget:g}",
+                                  "request_timeout_s": f"{self.requests.request_timeout:g}"}),
+                **facts)
+
+
+def is_slow_not_broken(res: FetchResult | FetchError) -> bool:
+    """Whether a fetch failed only because the check's budget ran out (reported as slow)."""
+    return isinstance(res, FetchError) and res.failure is FetchFailure.BUDGET
 
 
 def ok(res: FetchResult | FetchError) -> bool:

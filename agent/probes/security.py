@@ -18,8 +18,9 @@ from agent.config.schema import SecurityCheck
 from agent.config.secrets import scrubbed_excerpt
 from agent.httpclient import FetchResult
 from agent.probes.base import ProbeContext, ProbeResult, StepTiming
+from agent.probes.content import error_markers, error_signature, signature_excerpt
 from agent.probes.html import parse_html
-from agent.probes.pages import Findings, PageFetcher, elapsed, why_not_ok
+from agent.probes.pages import Findings, PageFetcher, elapsed, is_slow_not_broken, why_not_ok
 from classifier import Evidence, FindingKind
 
 _LOADER = re.compile(r"createElement\(\s*['\"]script|\.src\s*=|document\.write|\bimport\(|"
@@ -81,19 +82,31 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
     start = time.perf_counter()
     site = ctx.site
     out = Findings(site.name, spec.name, ctx.now())
-    fetcher = PageFetcher(ctx, int(spec.max_body_bytes))
+    fetcher = PageFetcher(ctx, int(spec.max_body_bytes), latency_threshold=spec.latency_threshold)
+    markers = error_markers(ctx.site.error_markers)
     own = origin_of(site.base_url) or site.base_url
     timings: list[StepTiming] = []
     seen: dict[str, list[str]] = {}
+    complete = True
     for path in spec.pages:
         res = await fetcher.get(path)
         timings.append(StepTiming(f"page-{len(timings) + 1}", elapsed(res)))  # label: no URLs
+        if is_slow_not_broken(res):
+            complete = False
+            continue  # reported as slow by report_slow
         if not isinstance(res, FetchResult) or not 200 <= res.status < 300:
+            complete = False
             out.add(FindingKind.PARTIAL_OUTAGE,
                     f"page {path} could not be checked for scripts: {why_not_ok(res)}",
                     Evidence(url=fetcher.url(path)))
             continue
         text = res.text()
+        signature = error_signature(text, markers)
+        if signature is not None:
+            complete = False  # an error page shows no scripts worth learning
+            out.add(FindingKind.PAGE_CORRUPTED, f"page {path} shows {signature}",
+                    Evidence(url=res.url, status=res.status,
+                             excerpt=signature_excerpt(text, markers)))
         for origin in script_origins(res.url, text):
             seen.setdefault(origin, []).append(path)
         lowered = text.lower()
@@ -104,7 +117,9 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
                         Evidence(url=res.url, status=res.status,
                                  excerpt=scrubbed_excerpt(text, max(0, at - 80), 300)))
     unknown = {o: p for o, p in seen.items() if not allowed(o, spec.allow, own)}
-    learning = await learn_while_new(ctx, spec.name, spec.learn_runs, set(unknown))
+    fetcher.report_slow(out)
+    learning = await learn_while_new(ctx, spec.name, spec.learn_runs, set(unknown),
+                                     complete and not out.items)
     if not learning:
         learned = (await asyncio.to_thread(ctx.baselines.origins, site.name, spec.name)
                    if ctx.baselines is not None else set())
@@ -121,12 +136,15 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
                        findings=tuple(out.items))
 
 
-async def learn_while_new(ctx: ProbeContext, check: str, learn_runs: int,
-                          unknown: set[str]) -> bool:
-    """Count this run; while it is one of the first ``learn_runs``, learn ``unknown``."""
+async def learn_while_new(ctx: ProbeContext, check: str, learn_runs: int, unknown: set[str],
+                          complete: bool = True) -> bool:
+    """Whether this run is one of the first ``learn_runs`` (a learning run reports no unknown
+    origins); a run that read every page cleanly counts and learns ``unknown``, others do not."""
     store = ctx.baselines
     if store is None or learn_runs == 0:
         return False
+    if not complete:
+        return await asyncio.to_thread(store.runs_counted, ctx.site.name, check) < learn_runs
     before = await asyncio.to_thread(store.count_run, ctx.site.name, check)
     if before >= learn_runs:
         return False

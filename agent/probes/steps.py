@@ -4,14 +4,16 @@ Each step renders ``{{ var }}`` into its request, sends it through the shared cl
 (deadline, body cap, bounded redirects), checks its assertions, then captures variables with its
 extractors. The first failing step ends the run unless it says ``continue_on_failure``. A failure
 is reported as the step's finding kind, except that a 2xx page showing a platform's error page
-instead of its content is ``page_corrupted`` (the page is broken, not the step's function).
+or a template leak instead of its content is ``page_corrupted`` (the page is broken, not the
+step's function). A step is broken only when it fails or exceeds its own request timeout: a step
+slower than its latency threshold, or a run whose budget ran out because earlier steps were
+slow, is ``slow_response`` (``judge_timing``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,14 +23,17 @@ from urllib.parse import urlencode, urljoin, urlsplit
 from agent.config.schema import Expect, Extractor, Site, Step, StepsCheck
 from agent.config.secrets import scrubbed_excerpt
 from agent.cookies import RunCookies
-from agent.httpclient import FetchError, fetch
+from agent.httpclient import FetchError, FetchFailure
 from agent.probes.base import ProbeContext, StepTiming
+from agent.probes.budget import CheckRequests, slow_summary
 from agent.probes.content import (
     Page,
     count_items,
+    error_markers,
     error_signature,
     json_path_values,
     scalar_text,
+    signature_excerpt,
 )
 from classifier import Evidence, Finding, FindingKind
 
@@ -49,11 +54,18 @@ class StepRun:
     variables: dict[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     failed: set[str] = field(default_factory=set)
+    slow: list[tuple[str, float, float]] = field(default_factory=list)
+    """(step, seconds, threshold) of every step slower than its latency threshold."""
+    out_of_budget: FetchError | None = None
+    """The request the check's budget ran out on (the run stopped there, slow not broken)."""
+    requests: CheckRequests | None = None
+    jar: RunCookies | None = None
 
-    def add(self, kind: FindingKind, summary: str, evidence: Evidence) -> None:
+    def add(self, kind: FindingKind, summary: str, evidence: Evidence,
+            **facts: float) -> None:
         """Record a finding of this run."""
         self.findings.append(Finding(self.site, self.check, kind, summary, self.started_at,
-                                     evidence))
+                                     evidence, facts))
 
 
 def render(text: str, variables: Mapping[str, str]) -> str:
@@ -86,8 +98,11 @@ async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> S
     site = ctx.site
     run = StepRun(site.name, spec.name, ctx.now(), variables=dict(spec.vars))
     jar = RunCookies()
-    client = ctx.clients.get(verify=site.tls.verify, ca_file=site.tls.ca_file)
-    deadline = time.perf_counter() + ctx.timeout
+    requests = CheckRequests(ctx, max_body_bytes=int(spec.max_body_bytes),
+                             max_redirects=spec.max_redirects)
+    run.requests = requests
+    run.jar = jar
+    markers = error_markers(site.error_markers)
     previous: Page | None = None
     for step in steps:
         kind = step.kind or spec.kind
@@ -100,21 +115,26 @@ async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> S
             if step.continue_on_failure:
                 continue
             break
-        remaining = max(0.05, deadline - time.perf_counter())
-        outcome = await fetch(client, request.url, method=request.method, headers=request.headers,
-                              content=request.content, timeout=remaining,
-                              max_body_bytes=int(spec.max_body_bytes),
-                              max_redirects=spec.max_redirects, cookies=jar)
+        outcome = await requests.fetch(request.url, where=f"step '{step.name}'",
+                                       method=request.method, headers=request.headers,
+                                       content=request.content, cookies=jar)
         if isinstance(outcome, FetchError):
             run.timings.append(StepTiming(step.name, outcome.elapsed_s))
+            if outcome.failure is FetchFailure.BUDGET:
+                run.out_of_budget = outcome  # slow, not broken: judged in finish_timing
+                break
             run.add(kind, f"step '{step.name}': {outcome.message}",
                     Evidence(url=outcome.url, timings={step.name: outcome.elapsed_s},
-                             details={"step": step.name, "failure": outcome.failure.value}))
+                             details={"step": step.name, "failure": outcome.failure.value,
+                                      **jar.flood_evidence()}))
             run.failed.add(step.name)
             if step.continue_on_failure:
                 continue
             break
         run.timings.append(StepTiming(step.name, outcome.total_s))
+        threshold = step.latency_threshold or spec.latency_threshold
+        if threshold is not None and outcome.total_s > threshold:
+            run.slow.append((f"step '{step.name}'", outcome.total_s, threshold))
         page = Page(outcome)
         run.responses[step.name] = page
         previous = page
@@ -122,26 +142,63 @@ async def run_steps(spec: StepsCheck, steps: list[Step], ctx: ProbeContext) -> S
         if not problems:
             problems = _extract(step.extract, page, jar, run.variables)
         if problems:
-            _report_step(run, step.name, kind, page, problems, status_ok)
+            _report_step(run, step.name, kind, page, problems, status_ok, markers, jar)
             run.failed.add(step.name)
             if not step.continue_on_failure:
                 break
     return run
 
 
+def judge_timing(run: StepRun, spec: StepsCheck) -> None:
+    """The run's ``slow_response`` (slow steps, a used-up budget) and, for a checkout slower
+    than ``degraded_after`` whose steps all worked, ``business_logic_degraded``."""
+    if run.slow or run.out_of_budget is not None:
+        parts = [slow_summary(run.slow)] if run.slow else []
+        if run.out_of_budget is not None:
+            parts.append(run.out_of_budget.message)
+        url = run.out_of_budget.url if run.out_of_budget is not None else None
+        run.add(FindingKind.SLOW_RESPONSE, "; ".join(parts),
+                Evidence(url=url, timings={t.name: t.seconds for t in run.timings},
+                         details=_limits(run)),
+                seconds=max((s for _, s, _ in run.slow), default=0.0))
+    took = sum(t.seconds for t in run.timings)
+    if spec.type == "checkout" and spec.degraded_after is not None and not run.failed and \
+            took > spec.degraded_after:
+        unfinished = " and did not finish within its budget" if run.out_of_budget else ""
+        run.add(FindingKind.BUSINESS_LOGIC_DEGRADED,
+                f"checkout took {took:.1f}s over {len(run.timings)} steps{unfinished} (bound "
+                f"degraded_after {spec.degraded_after:g}s): customers can order, but struggle",
+                Evidence(timings={t.name: t.seconds for t in run.timings}, details=_limits(run)),
+                seconds=took, threshold=spec.degraded_after)
+
+
+def _limits(run: StepRun) -> dict[str, str]:
+    if run.requests is None:
+        return {}
+    return {"budget_s": f"{run.requests.budget:g}",
+            "request_timeout_s": f"{run.requests.request_timeout:g}"}
+
+
 def _report_step(run: StepRun, name: str, kind: FindingKind, page: Page,
-                 problems: list[str], status_ok: bool) -> None:
+                 problems: list[str], status_ok: bool, markers: tuple[str, ...],
+                 jar: RunCookies) -> None:
     res, text = page.res, page.text()
-    signature = error_signature(text) if status_ok and 200 <= res.status < 300 else None
+    signature = error_signature(text, markers) if status_ok and 200 <= res.status < 300 else None
     summary = f"step '{name}': " + "; ".join(problems)
+    excerpt = scrubbed_excerpt(text, 0, EXCERPT_CHARS)
     if signature is not None:
         kind = FindingKind.PAGE_CORRUPTED
-        summary += f" (the page shows a {signature} error instead of its content)"
+        summary += f" (the page shows {signature} instead of its content)"
+        excerpt = signature_excerpt(text, markers, EXCERPT_CHARS)
     if res.truncated:
         summary += f" (body truncated at {len(res.body)} bytes)"
-    run.add(kind, summary, Evidence(url=res.url, status=res.status,
-                                    excerpt=scrubbed_excerpt(text, 0, EXCERPT_CHARS),
-                                    timings={name: res.total_s}, details={"step": name}))
+    flood = jar.flood_evidence()
+    if flood:
+        summary += f" (the shop set {flood['cookies_offered']} cookies in this run; "
+        summary += f"{flood['cookies_ignored']} ignored as a browser would)"
+    run.add(kind, summary, Evidence(url=res.url, status=res.status, excerpt=excerpt,
+                                    timings={name: res.total_s},
+                                    details={"step": name, **flood}))
 
 
 def _build_request(step: Step, site: Site, variables: Mapping[str, str],

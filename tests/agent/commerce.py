@@ -19,11 +19,14 @@ def one_check(base_url: str, check: dict[str, Any], platform: str = "generic") -
 
 
 async def run_check(clients: HttpClients, config: Config, *, timeout: float = 5.0,
-                    baselines: BaselineStore | None = None) -> ProbeResult:
-    """Run the config's only check once through the registry, guarded like the scheduler."""
+                    baselines: BaselineStore | None = None,
+                    request_timeout: float | None = None) -> ProbeResult:
+    """Run the config's only check once through the registry, guarded like the scheduler
+    (``timeout``: the check's budget; ``request_timeout``: each request's, default the budget)."""
     site = config.sites[0]
     spec = site.checks[0]
-    ctx = ProbeContext(clients, site, timeout, baselines=baselines)
+    ctx = ProbeContext(clients, site, timeout, baselines=baselines,
+                       request_timeout=request_timeout)
     return await run_guarded(PROBES[spec.type], spec, ctx)
 
 

@@ -62,7 +62,8 @@ async def test_healthy_home_page(store: DemoStore, clients: HttpClients) -> None
         ("server_error", "/", K.SITE_DOWN, "home page answered HTTP 503"),
         ("server_error", "/category/tops", K.PARTIAL_OUTAGE,
          "page /category/tops answered HTTP 503"),
-        ("down", "/", K.SITE_DOWN, "home page unreachable: no complete response within 0.5s"),
+        ("down", "/", K.SITE_DOWN,
+         "home page unreachable: no complete response within the request timeout of 0.5s"),
     ],
     ids=["5xx-home", "5xx-page", "down-timeout"],
 )

@@ -244,3 +244,49 @@ def test_flapping_across_incidents_is_held_open_not_reticketed(tmp_path: Path) -
     (incident,) = h.store.active_incidents("shop")
     assert (incident.id, incident.state, incident.flapping) == (2, Phase.OPEN, True)
     h.store.close()
+
+
+def test_two_checks_seeing_a_broken_checkout_share_one_incident_and_ticket(
+        harness: Harness) -> None:
+    harness.run("home", K.CHECKOUT_BROKEN)
+    harness.run("category", K.CHECKOUT_BROKEN)
+    harness.run("home", K.CHECKOUT_BROKEN)
+    (incident,) = harness.store.active_incidents("shop")
+    assert incident.state is Phase.OPEN and incident.evidence.details["checks"] == \
+        "category, home"
+    assert harness.outbox() == [(1, "sqlite", "open")]
+    history = [text for _, t, text in harness.store.events(incident.id) if t == "evidence"]
+    assert history == ["also seen by check category: checkout_broken on category"]
+    harness.run("home")
+    harness.run("home")
+    assert harness.active() != {}  # category still failed last: not recovered
+    harness.run("category")
+    harness.run("category")
+    assert harness.active() == {}
+
+
+def test_a_broken_checkout_makes_payment_and_shipping_findings_related(
+        harness: Harness) -> None:
+    for _ in range(3):
+        harness.run("home", K.CHECKOUT_BROKEN)
+        harness.run("category", K.PAYMENT_UNAVAILABLE, K.BUSINESS_LOGIC_DEGRADED)
+    checkout = next(i for i in harness.store.active_incidents("shop")
+                    if i.kind is K.CHECKOUT_BROKEN)
+    assert checkout.suppressed == ("category: payment_unavailable",
+                                   "category: business_logic_degraded")
+    related = [i for i in harness.store.active_incidents("shop") if i.id != checkout.id]
+    assert related and all(i.silenced and "checkout_broken incident" in i.silenced
+                           for i in related)
+    assert harness.outbox() == [(checkout.id, "sqlite", "open")]
+
+
+def test_a_pending_incident_that_passes_is_listed_as_discarded(
+        harness: Harness, tmp_path: Path) -> None:
+    from agent.incident_cli import incident_json, shown_state
+
+    harness.run("category", K.PAGE_CORRUPTED)
+    harness.run("category")
+    (record,) = harness.store.incidents()
+    assert shown_state(record) == "discarded"
+    assert incident_json(harness.store, record)["state"] == "discarded"
+    assert record.opened_at is None

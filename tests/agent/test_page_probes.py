@@ -156,14 +156,30 @@ async def test_integrity_healthy_and_corrupt(store: DemoStore, clients: HttpClie
 
 @pytest.mark.parametrize(("body", "signature"), [
     pytest.param("<b>Fatal error</b>: Uncaught Error: Call to undefined function foo() in "
-                 "/var/www/app/code/Foo.php:12", "PHP", id="php-fatal"),
-    pytest.param("<p>There has been a critical error on this website.</p>", "WordPress",
+                 "/var/www/app/code/Foo.php:12", "a PHP error", id="php-fatal"),
+    pytest.param("<p>There has been a critical error on this website.</p>", "a WordPress error",
                  id="wordpress"),
-    pytest.param("Liquid error: Could not find asset snippets/price.liquid", "Shopify Liquid",
-                 id="shopify-liquid"),
+    pytest.param("Liquid error: Could not find asset snippets/price.liquid",
+                 "a Shopify Liquid error", id="shopify-liquid"),
     pytest.param("<pre>Traceback (most recent call last):\n  File \"app.py\"</pre>",
-                 "framework debug page", id="python-debug"),
-    pytest.param("<h1>Under maintenance</h1>", "marker 'Under maintenance'", id="extra-marker"),
+                 "a framework debug page error", id="python-debug"),
+    pytest.param("<p>An error has happened during application run. See exception log for "
+                 "details.</p>", "a Magento error", id="magento-bootstrap"),
+    pytest.param("<h1>TemplateSyntaxError at /category/</h1><p>You're seeing this error because "
+                 "you have <code>DEBUG = True</code> in your settings</p>", "a Django error",
+                 id="django-debug"),
+    pytest.param("<pre>jinja2.exceptions.UndefinedError: 'product' is undefined</pre>",
+                 "a Jinja error", id="jinja"),
+    pytest.param("<p>Twig\\Error\\RuntimeError: Variable \"product\" does not exist</p>",
+                 "a Twig error", id="twig"),
+    pytest.param("<h1>We're sorry, but something went wrong.</h1>", "a Rails error",
+                 id="rails-500"),
+    pytest.param("<ul>{% for product in products %}<li>{{ product.name }}</li>{% endfor %}</ul>",
+                 "a raw template tag '{% for product in products %}'", id="template-block"),
+    pytest.param("<h2>{{ product.title | escape }}</h2>",
+                 "a raw template tag '{{ product.title | escape }}'", id="template-variable"),
+    pytest.param("<h1>Under maintenance</h1>", "the error marker 'Under maintenance'",
+                 id="extra-marker"),
 ])
 async def test_integrity_error_signatures(clients: HttpClients, body: str,
                                           signature: str) -> None:
@@ -175,7 +191,7 @@ async def test_integrity_error_signatures(clients: HttpClients, body: str,
         cfg = one_check(url, integrity(error_markers=["Under maintenance"]))
         result = await run_check(clients, cfg)
     assert kinds(result) == [K.PAGE_CORRUPTED]
-    assert result.findings[0].summary == f"page /: shows a {signature} error"
+    assert result.findings[0].summary == f"page /: shows {signature}"
 
 
 async def test_assets_are_bounded_and_fetched_once_per_run(clients: HttpClients) -> None:

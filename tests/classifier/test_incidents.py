@@ -21,6 +21,7 @@ from classifier import (
     relation,
     step,
 )
+from classifier.inhibit import inhibitor
 
 K = FindingKind
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -35,14 +36,40 @@ def test_fingerprint_is_stable_and_shaped() -> None:
 
 @pytest.mark.parametrize(("a", "b", "same"), [
     (("shop", K.SITE_DOWN, "home"), ("shop", K.SITE_DOWN, "home-2"), True),
-    (("shop", K.PAGE_CORRUPTED, "home"), ("shop", K.PAGE_CORRUPTED, "category"), False),
-    (("shop", K.SITE_DOWN, "home"), ("other", K.SITE_DOWN, "home"), False),
+    (("shop", K.CHECKOUT_BROKEN, "checkout"), ("shop", K.CHECKOUT_BROKEN, "cart-api"), True),
+    (("shop", K.PAGE_CORRUPTED, "home"), ("shop", K.PAGE_CORRUPTED, "category"), True),
+    (("shop", K.SLOW_RESPONSE, "home"), ("shop", K.SLOW_RESPONSE, "category"), False),
+    (("shop", K.PARTIAL_OUTAGE, "home"), ("shop", K.PARTIAL_OUTAGE, "category"), False),
+    (("shop", K.SERVICE_DOWN, "mysql"), ("shop", K.SERVICE_DOWN, "php-fpm"), False),
+    (("shop", K.CHECKOUT_BROKEN, "checkout"), ("other", K.CHECKOUT_BROKEN, "checkout"), False),
     (("shop", K.SITE_DOWN, "home"), ("shop", K.PARTIAL_OUTAGE, "home"), False),
     (("shop", K.TLS_EXPIRING, "home"), ("shop", K.TLS_EXPIRING, "api"), True),
-], ids=["site-down-site-wide", "page-per-check", "per-site", "per-kind", "tls-site-wide"])
+], ids=["site-down-site-wide", "checkout-per-site", "corruption-per-site", "slow-per-check",
+        "partial-per-check", "service-per-check", "per-site", "per-kind", "tls-site-wide"])
 def test_key_of_groups_what_is_one_problem(a: tuple[str, K, str], b: tuple[str, K, str],
                                            same: bool) -> None:
     assert (key_of(*a) == key_of(*b)) is same
+
+
+def test_group_by_check_splits_business_kinds_but_never_site_wide_ones() -> None:
+    by_check = ("site", "kind", "check")
+    assert (key_of("shop", K.CHECKOUT_BROKEN, "checkout", by_check)
+            != key_of("shop", K.CHECKOUT_BROKEN, "cart-api", by_check))
+    assert (key_of("shop", K.SITE_DOWN, "home", by_check)
+            == key_of("shop", K.SITE_DOWN, "api", by_check))
+
+
+@pytest.mark.parametrize(("kind", "active", "expected"), [
+    (K.PAYMENT_UNAVAILABLE, {K.CHECKOUT_BROKEN}, K.CHECKOUT_BROKEN),
+    (K.BUSINESS_LOGIC_DEGRADED, {K.CHECKOUT_BROKEN}, K.CHECKOUT_BROKEN),
+    (K.PAYMENT_UNAVAILABLE, {K.SITE_DOWN, K.CHECKOUT_BROKEN}, K.SITE_DOWN),
+    (K.CATALOG_MISSING, {K.CHECKOUT_BROKEN}, None),
+    (K.CHECKOUT_BROKEN, {K.PAYMENT_UNAVAILABLE}, None),
+    (K.PAYMENT_UNAVAILABLE, set(), None),
+])
+def test_inhibitor_is_the_cause_inside_the_site(kind: K, active: set[K],
+                                                expected: K | None) -> None:
+    assert inhibitor(kind, active) is expected
 
 
 @pytest.mark.parametrize(("kind", "active", "expected"), [
@@ -142,6 +169,26 @@ def test_flapping_holds_the_incident_open_instead_of_reopening() -> None:
     assert _tickets(seen) == ["opened:open", "resolved:resolve", "opened:open",
                               "flapping:update"]
     assert track.phase is Phase.OPEN and track.flapping
+
+
+@pytest.mark.parametrize("threshold", [4, 5, 6])
+def test_flapping_message_counts_changes_up_to_the_configured_threshold(threshold: int) -> None:
+    policy = Policy(confirm=1, recover=1, flap_changes=threshold,
+                    flap_window=timedelta(hours=1))
+    track, texts, changes = Track(), [], 0
+    for i, code in enumerate("F P " * 5):
+        if code == " ":
+            continue
+        phase = track.phase
+        track, events = step(track, _run(code), T0 + i * MINUTE, policy)
+        changes += track.phase is not phase
+        texts += [e.text for e in events if e.type is EventType.FLAPPING]
+        if texts:
+            break
+    assert texts == [f"flapping: {threshold} state changes within 60 min (threshold "
+                     f"{threshold}); held open until it is stable"]
+    # the threshold-th change is an open (made, then flagged) or a resolve (held back)
+    assert changes == (threshold if threshold % 2 else threshold - 1)
 
 
 def test_flapping_incident_resolves_once_the_window_is_quiet() -> None:

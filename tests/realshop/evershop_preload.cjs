@@ -1,0 +1,164 @@
+// Loaded into every EverShop node process with NODE_OPTIONS=--require (tests/realshop).
+// 1. Keeps the shop on loopback: net.Server.listen(port) binds 127.0.0.1 only.
+// 2. Keeps it off the network: name lookups other than loopback fail (ENOTFOUND) and
+//    connections to non-loopback addresses are refused, so `evershop seed` skips its photo
+//    downloads without a packet leaving the machine.
+// 3. Shop-level faults for the tests, read from the JSON file named by
+//    STOREWATCH_FAULT_FILE on every request (no file or {} = healthy). Keys:
+//    latency_ms: number        every page/API request waits this long before the shop sees it
+//    checkout_500: true        /checkout* and POST /api/cart* (add to cart) answer 500
+//    search_broken: true       /search runs with a keyword no product matches
+//    corrupt_listing: "/path"  that page: product cards renamed to a raw template attribute,
+//                              template error text and a 404 stylesheet link injected
+//    max_in_flight: number     more concurrent requests than this answer 500 "database is locked"
+'use strict';
+const fs = require('fs');
+const http = require('http');
+const net = require('net');
+
+const originalListen = net.Server.prototype.listen;
+net.Server.prototype.listen = function listen(...args) {
+  if (typeof args[0] === 'number' || (typeof args[0] === 'string' && /^\d+$/.test(args[0]))) {
+    const port = Number(args[0]);
+    const rest = args.slice(1).filter((a) => typeof a === 'function');
+    return originalListen.call(this, port, '127.0.0.1', ...rest);
+  }
+  if (args[0] && typeof args[0] === 'object' && !args[0].path) {
+    args[0] = Object.assign({}, args[0], { host: '127.0.0.1' });
+  }
+  return originalListen.apply(this, args);
+};
+
+const dns = require('dns');
+const LOOPBACK = /^(localhost|127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+function offline(hostname) {
+  const err = new Error(`getaddrinfo ENOTFOUND ${hostname} (storewatch tests: loopback only)`);
+  err.code = 'ENOTFOUND';
+  err.hostname = hostname;
+  return err;
+}
+const originalLookup = dns.lookup;
+dns.lookup = function lookup(hostname, options, callback) {
+  const cb = typeof options === 'function' ? options : callback;
+  if (hostname && !LOOPBACK.test(hostname)) {
+    process.nextTick(cb, offline(hostname));
+    return {};
+  }
+  return originalLookup.apply(this, arguments);
+};
+const originalPromiseLookup = dns.promises.lookup;
+dns.promises.lookup = function lookup(hostname, options) {
+  if (hostname && !LOOPBACK.test(hostname)) return Promise.reject(offline(hostname));
+  return originalPromiseLookup.call(this, hostname, options);
+};
+const originalConnect = net.Socket.prototype.connect;
+net.Socket.prototype.connect = function connect(...args) {
+  const first = Array.isArray(args[0]) ? args[0][0] : args[0];  // net.connect normalizes
+  const opts = first && typeof first === 'object' ? first : null;
+  const host = opts ? opts.host : (typeof args[1] === 'string' ? args[1] : undefined);
+  if (host && net.isIP(host) && !LOOPBACK.test(host)) {
+    process.nextTick(() => this.destroy(offline(host)));
+    return this;
+  }
+  return originalConnect.apply(this, args);
+};
+
+const faultFile = process.env.STOREWATCH_FAULT_FILE;
+
+function faults() {
+  if (!faultFile) return {};
+  try {
+    return JSON.parse(fs.readFileSync(faultFile, 'utf8')) || {};
+  } catch (e) {
+    return {};
+  }
+}
+
+let inFlight = 0;
+
+function fail(res, status, text) {
+  res.writeHead(status, { 'Content-Type': 'text/html; charset=utf-8', 'Connection': 'close' });
+  res.end(`<!DOCTYPE html><html><head><title>Error</title></head><body><h1>${text}</h1></body></html>`);
+}
+
+function corruptListing(req, res) {
+  // Buffer the whole HTML answer, then break it the way a broken template deploy would.
+  delete req.headers['accept-encoding'];
+  const chunks = [];
+  const origWrite = res.write;
+  const origEnd = res.end;
+  const origWriteHead = res.writeHead;
+  res.writeHead = function writeHead(...args) {
+    if (!this.headersSent) this.removeHeader('Content-Length');
+    if (args.length > 1 && typeof args[args.length - 1] === 'object') {
+      const headers = args[args.length - 1];
+      for (const name of Object.keys(headers)) {
+        if (name.toLowerCase() === 'content-length') delete headers[name];
+      }
+    }
+    return origWriteHead.apply(this, args);
+  };
+  res.write = function write(chunk, encoding, cb) {
+    if (chunk) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8'));
+    if (typeof encoding === 'function') encoding();
+    else if (typeof cb === 'function') cb();
+    return true;
+  };
+  res.end = function end(chunk, encoding, cb) {
+    if (chunk && typeof chunk !== 'function') {
+      chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8'));
+    }
+    let body = Buffer.concat(chunks).toString('utf8');
+    const type = String(this.getHeader('content-type') || '');
+    if (type.includes('text/html')) {
+      body = body
+        .replace(/<head>/, '<head><link rel="stylesheet" href="/assets/theme-broken-0000.css">')
+        .replace(/class="product__list__item[^"]*"/g, 'data-card="{{ product.card }}"')
+        .replace(/<body([^>]*)>/, '<body$1>{% for product in category.products %}<p>Template error: Unknown variable &quot;products&quot; in listing.html line 12</p>');
+      if (!this.headersSent) this.removeHeader('Content-Length');
+    }
+    const cbFn = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb;
+    return origEnd.call(this, body, 'utf8', cbFn);
+  };
+}
+
+const originalEmit = http.Server.prototype.emit;
+http.Server.prototype.emit = function emit(event, req, res) {
+  if (event !== 'request' || !faultFile) {
+    return originalEmit.apply(this, arguments);
+  }
+  const args = arguments;
+  const f = faults();
+  const url = req.url || '/';
+  const isAsset = url.startsWith('/assets/') || url.startsWith('/images/') || url === '/favicon.ico';
+  inFlight += 1;
+  let released = false;
+  const release = () => { if (!released) { released = true; inFlight -= 1; } };
+  res.on('finish', release);
+  res.on('close', release);
+  if (!isAsset && f.max_in_flight && inFlight > f.max_in_flight) {
+    fail(res, 500, 'SQLSTATE[HY000]: General error: 5 database is locked');
+    return true;
+  }
+  const run = () => {
+    if (f.checkout_500 && (/^\/checkout(\/|\?|$)/.test(url) ||
+        (req.method === 'POST' && url.startsWith('/api/cart')))) {
+      fail(res, 500, 'Internal Server Error');
+      return;
+    }
+    if (f.search_broken && /^\/search(\?|$)/.test(url)) {
+      req.url = url.replace(/keyword=[^&]*/, 'keyword=zzqx-index-missing');
+    }
+    if (f.corrupt_listing && url.split('?')[0] === f.corrupt_listing) {
+      corruptListing(req, res);
+    }
+    originalEmit.apply(this, args);
+  };
+  if (!isAsset && f.latency_ms) {
+    setTimeout(run, f.latency_ms);
+  } else {
+    run();
+  }
+  return true;
+};
