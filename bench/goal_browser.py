@@ -35,9 +35,11 @@ def _worker(url: str, mode: str, n: int, pages: int = 1, seconds: float = 0.0,
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([*env.pin(env.MEASURED_CPU), sys.executable, "-m",
                           "bench.browser_worker", mode, url, str(n), str(pages), str(seconds)],
-                         capture_output=True, text=True, check=True,
+                         capture_output=True, text=True, check=False,
                          timeout=max(600.0, seconds * 2 + 300),
                          env={**os.environ, "BENCH_PSS_INTERVAL": str(pss_interval)})
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} worker failed: {out.stderr.strip()[-2000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     doc: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
