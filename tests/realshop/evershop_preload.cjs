@@ -117,7 +117,7 @@ function rewriteBody(req, res, rewrite) {
     }
     const type = String(this.getHeader('content-type') || '');
     const body = rewrite(Buffer.concat(chunks), type);
-    this.removeHeader('Content-Length');
+    if (!this.headersSent) this.removeHeader('Content-Length');  // writeHead dropped it already
     const cbFn = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb;
     return origEnd.call(this, body, cbFn);
   };

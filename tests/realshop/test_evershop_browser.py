@@ -114,7 +114,7 @@ async def test_browser_only_fault_on_evershop(evershop_shop: EverShop, baselines
                                               fault: str, kind: K, level: int) -> None:
     cfg = config(evershop_shop)
     evershop_shop.set_faults(**{fault: True})
-    with httpx.Client(base_url=evershop_shop.base_url) as http:
+    with httpx.Client(base_url=evershop_shop.base_url, follow_redirects=True) as http:
         assert http.get(TEST_PRODUCT_PATH).status_code == 200
     page = await run(cfg, "product-page", baselines)
     assert page.success, page.findings
