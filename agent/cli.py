@@ -88,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("--port", type=int, default=8765)
     store.add_argument("--fault", action="append", default=[], metavar="NAME",
                        help="start with this fault on (repeatable)")
+    store.add_argument("--slow-delay", type=float, default=None, metavar="SECONDS",
+                       help="delay of the slow fault (default 2.5)")
     store.add_argument("--js", action="store_true",
                        help="JavaScript mode: catalog, cart and checkout rendered client-side")
 
@@ -158,7 +160,9 @@ def _dispatch(args: argparse.Namespace) -> int:
                 validate_faults(args.fault)
             except UnknownFaultError as exc:
                 raise ConfigError(str(exc), field="--fault") from None
-            return run_demo_store(args.host, args.port, args.fault, args.js)
+            if args.slow_delay is None:
+                return run_demo_store(args.host, args.port, args.fault, js=args.js)
+            return run_demo_store(args.host, args.port, args.fault, args.slow_delay, js=args.js)
     raise AssertionError(args.command)  # argparse only allows the commands above
 
 

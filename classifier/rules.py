@@ -96,7 +96,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          "search, a secondary feature, shows no results"),
     Rule("filter-broken", K.FILTER_BROKEN, Level.L3,
          "filtering, a secondary feature, shows no results"),
-    Rule("slow-response", K.SLOW_RESPONSE, Level.L3, "a step is slower than its threshold"),
+    Rule("slow-response", K.SLOW_RESPONSE, Level.L3,
+         "a page or step answers, but slower than its threshold (or the check's budget): "
+         "slow, not broken"),
     Rule("resource-pressure-critical", K.RESOURCE_PRESSURE, Level.L2,
          "a server resource is critically exhausted; parts of the site will fail",
          Condition("critical", Op.GE, 1)),

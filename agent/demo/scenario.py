@@ -33,15 +33,23 @@ SCHEDULE: tuple[Phase, ...] = (
     Phase((), 12),
     Phase(("down",), 20),          # L1 site_down; the other checks' failures are suppressed
     Phase((), 15),
-    Phase(("checkout",), 20),      # L1 checkout_broken
-    Phase((), 15),
-    Phase(("catalog",), 20),       # L2 catalog_missing
-    Phase((), 15),
-    Phase(("search",), 20),        # L3 search_broken
+    Phase(("checkout",), 35),      # L1 checkout_broken: one incident for both checkout checks
+    Phase((), 30),
+    Phase(("catalog",), 45),       # L2 catalog_missing (3 runs of a 10 s check to confirm)
+    Phase((), 30),
+    Phase(("search",), 25),        # L3 search_broken
     Phase((), 15),
     Phase(("skimmer",), 20),       # L1 security_breach
     Phase((), 15),
 )
+"""Each fault phase lasts at least (confirmations + 1) x its check's interval, so its incident
+is confirmed (tests/agent/test_demo_schedule.py); healthy phases let it recover."""
+
+FAULT_CHECKS: dict[str, str] = {
+    "down": "home", "checkout": "checkout", "catalog": "catalog", "search": "search",
+    "skimmer": "scripts",
+}
+"""The demo config's check that turns each scheduled fault into an incident."""
 
 
 def bundled_config() -> Path:

@@ -1234,9 +1234,11 @@ def _fault_label(faults: Iterable[str]) -> str:
     return ",".join(names) if names else "none"
 
 
-async def _serve_until_signal(host: str, port: int, faults: frozenset[str], js: bool) -> int:
+async def _serve_until_signal(host: str, port: int, faults: frozenset[str],
+                              slow_delay_s: float = SLOW_DELAY_S, js: bool = False) -> int:
     try:
         store = await start_store(host, port, faults, js=js)
+        store.slow_delay_s = slow_delay_s
     except OSError as exc:
         print(f"demo store: cannot listen on {host}:{port}: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -1259,19 +1261,24 @@ async def _serve_until_signal(host: str, port: int, faults: frozenset[str], js: 
     return 0
 
 
-def run_demo_store(host: str, port: int, faults: Sequence[str], js: bool = False) -> int:
+def run_demo_store(host: str, port: int, faults: Sequence[str],
+                   slow_delay_s: float = SLOW_DELAY_S, js: bool = False) -> int:
     """Serve a demo store until SIGTERM/SIGINT (blocking); the exit status is returned.
 
     Prints ``demo store listening on http://HOST:PORT (faults: none|a,b)`` once listening.
-    Returns 0 after a signal, 2 for an unknown fault name, 1 when the address cannot be bound
-    (both with a one-line message on stderr).
+    Returns 0 after a signal, 2 for an unknown fault name or slow delay, 1 when the address
+    cannot be bound (both with a one-line message on stderr).
     """
     try:
         valid = validate_faults(faults)
     except UnknownFaultError as exc:
         print(f"demo store: {exc}", file=sys.stderr, flush=True)
         return 2
+    if not 0 <= slow_delay_s <= MAX_SLOW_DELAY_S:
+        print(f"demo store: --slow-delay must be 0-{MAX_SLOW_DELAY_S:g} seconds",
+              file=sys.stderr, flush=True)
+        return 2
     try:
-        return asyncio.run(_serve_until_signal(host, port, valid, js))
+        return asyncio.run(_serve_until_signal(host, port, valid, slow_delay_s, js))
     except KeyboardInterrupt:   # SIGINT before the handler was installed
         return 0

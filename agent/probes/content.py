@@ -3,6 +3,7 @@ item counts, and the error signatures of shop platforms."""
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -15,30 +16,46 @@ from agent.probes.html import parse_html
 if TYPE_CHECKING:  # selectolax is imported by parse_html, when a page is parsed
     from selectolax.lexbor import LexborHTMLParser
 
-ERROR_SIGNATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("Magento", re.compile(r"There has been an error processing your request|"
-                           r"Exception printing is disabled by default|Error log record number|"
-                           r"An error has happened during application run")),
-    ("Magento", re.compile(r"\bmain\.CRITICAL\b|Magento\\Framework\\Exception")),
-    ("WordPress", re.compile(r"There has been a critical error on this website|"
-                             r"Error establishing a database connection")),
-    ("WooCommerce", re.compile(r"WC_Data_Exception|woocommerce_rest_\w+_error\b")),
-    ("Shopify Liquid", re.compile(r"Liquid (syntax )?error", re.IGNORECASE)),
-    ("PHP", re.compile(r"(Fatal error|Parse error|Warning|Notice|Deprecated)(</b>)?:\s.*? in "
-                       r"\S+\.php|PHP (Fatal error|Warning|Parse error):|"
-                       r"Fatal error</b>: +Uncaught|Fatal error: +Uncaught \w")),
-    ("Django", re.compile(r"You're seeing this error because you have <code>DEBUG = True|"
-                          r"TemplateSyntaxError at /|django\.template\.exceptions\.")),
-    ("Jinja", re.compile(r"jinja2\.exceptions\.\w+|UndefinedError: '[^']+' is undefined")),
-    ("Twig", re.compile(r"Twig\\Error\\\w+|Twig_Error_\w+|An exception has been thrown "
-                        r"during the rendering of a template")),
-    ("Rails", re.compile(r"We're sorry, but something went wrong\.|ActionView::Template::Error|"
-                         r"ActiveRecord::\w+Error|ActionController::RoutingError")),
-    ("framework debug page", re.compile(r"Whoops! There was an error|Traceback \(most recent "
-                                        r"call last\)|Symfony\\Component\\ErrorHandler|"
-                                        r"<title>[^<]*(DoesNotExist|Exception)[^<]*</title>")),
+ERROR_SIGNATURES: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
+    ("Magento", ("There has been an error processing", "Exception printing is disabled",
+                 "Error log record number", "An error has happened during application run"),
+     re.compile(r"There has been an error processing your request|"
+                r"Exception printing is disabled by default|Error log record number|"
+                r"An error has happened during application run")),
+    ("Magento", ("main.CRITICAL", "Magento\\Framework\\Exception"),
+     re.compile(r"\bmain\.CRITICAL\b|Magento\\Framework\\Exception")),
+    ("WordPress", ("There has been a critical error", "Error establishing a database connection"),
+     re.compile(r"There has been a critical error on this website|"
+                r"Error establishing a database connection")),
+    ("WooCommerce", ("WC_Data_Exception", "woocommerce_rest_"),
+     re.compile(r"WC_Data_Exception|woocommerce_rest_\w+_error\b")),
+    ("Shopify Liquid", ("iquid", "IQUID"), re.compile(r"Liquid (syntax )?error", re.IGNORECASE)),
+    ("PHP", (".php", "PHP ", "Fatal error"),
+     re.compile(r"(Fatal error|Parse error|Warning|Notice|Deprecated)(</b>)?:\s.*? in "
+                r"\S+\.php|PHP (Fatal error|Warning|Parse error):|"
+                r"Fatal error</b>: +Uncaught|Fatal error: +Uncaught \w")),
+    ("Django", ("DEBUG = True", "TemplateSyntaxError at /", "django.template.exceptions."),
+     re.compile(r"You're seeing this error because you have <code>DEBUG = True|"
+                r"TemplateSyntaxError at /|django\.template\.exceptions\.")),
+    ("Jinja", ("jinja2.exceptions.", "UndefinedError: "),
+     re.compile(r"jinja2\.exceptions\.\w+|UndefinedError: '[^']+' is undefined")),
+    ("Twig", ("Twig", "An exception has been thrown during the rendering of a template"),
+     re.compile(r"Twig\\Error\\\w+|Twig_Error_\w+|An exception has been thrown "
+                r"during the rendering of a template")),
+    ("Rails", ("We're sorry, but something went wrong.", "ActionView::Template::Error",
+               "ActiveRecord::", "ActionController::RoutingError"),
+     re.compile(r"We're sorry, but something went wrong\.|ActionView::Template::Error|"
+                r"ActiveRecord::\w+Error|ActionController::RoutingError")),
+    ("framework debug page", ("Whoops! There was an error", "Traceback (most recent call last)",
+                              "Symfony\\Component\\ErrorHandler", "DoesNotExist",
+                              "Exception"),
+     re.compile(r"Whoops! There was an error|Traceback \(most recent call last\)|"
+                r"Symfony\\Component\\ErrorHandler|"
+                r"<title>[^<]*(DoesNotExist|Exception)[^<]*</title>")),
 )
-"""Error pages of shop platforms and web frameworks, as a 200 page may show them."""
+"""Error pages of shop platforms and web frameworks, as a 200 page may show them: (name, texts
+one of which every match contains, pattern). The texts are looked for first (a fast substring
+search), so a page pays for a pattern only when it might match."""
 
 _TEMPLATE_BLOCK = re.compile(
     r"\{%-?\s*(if|elsif|elif|else|endif|for|endfor|block|endblock|extends|include|"
@@ -47,21 +64,68 @@ _TEMPLATE_BLOCK = re.compile(
 """A server-side template block tag (Jinja/Django/Twig/Liquid) that reached the shopper."""
 _TEMPLATE_VARIABLE = re.compile(r"\{\{-?\s*[A-Za-z_][\w.\[\]'\"]*\s*(\|[^{}]{0,80})?-?\}\}")
 """An unrendered ``{{ variable }}`` in the page's visible text."""
-_NOT_VISIBLE = re.compile(r"<(script|style|template|textarea)\b.*?</\1\s*>|<!--.*?-->",
-                          re.IGNORECASE | re.DOTALL)
+_HIDING = re.compile(r"<(/?)(script|style|template|textarea)\b|<!--|-->", re.IGNORECASE)
+"""Where text a shopper does not see starts and ends (scripts, styles, templates, comments)."""
 _CLIENT_TEMPLATES = re.compile(r"\s(v-[a-z:-]+|:[a-z-]+|ng-[a-z-]+|data-ng-[a-z-]+|data-v-[\w-]*|"
                                r"x-data|x-text|\[\[?[a-z]+\]?\])(?=[\s=>/])", re.IGNORECASE)
 """Attributes of client-side template frameworks (Vue, Angular, Alpine): their pages carry
 ``{{ }}`` on purpose until the browser renders them."""
+_MAX_LEAK_CANDIDATES = 50
+
+
+def _signature_at(text: str) -> tuple[str, int] | None:
+    for name, anchors, pattern in ERROR_SIGNATURES:
+        if any(anchor in text for anchor in anchors):
+            match = pattern.search(text)
+            if match is not None:
+                return name, match.start()
+    return None
+
+
+def _hidden_ranges(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every script, style, template, textarea and comment, in one pass."""
+    ranges: list[tuple[int, int]] = []
+    closing: str | None = None
+    start = 0
+    for match in _HIDING.finditer(text):
+        token = match.group(0).lower()
+        if closing is None:
+            if token == "<!--":
+                closing, start = "-->", match.start()
+            elif match.group(2) and not match.group(1):
+                closing, start = "</" + match.group(2).lower(), match.start()
+        elif token == closing or (closing != "-->" and token.startswith(closing)):
+            ranges.append((start, match.end()))
+            closing = None
+    if closing is not None:
+        ranges.append((start, len(text)))
+    return ranges
 
 
 def template_leak(text: str) -> str | None:
-    """The raw template tag a page shows its shoppers (server-side rendering failed), if any."""
-    visible = _NOT_VISIBLE.sub(" ", text) if "<" in text else text
-    match = _TEMPLATE_BLOCK.search(visible)
-    if match is None and not _CLIENT_TEMPLATES.search(text):
-        match = _TEMPLATE_VARIABLE.search(visible)
-    return match.group(0)[:60] if match is not None else None
+    """The raw template tag a page shows its shoppers (server-side rendering failed), if any:
+    a ``{% block %}`` tag, or a ``{{ variable }}`` on a page without a client-side template
+    framework, outside scripts, styles, templates and comments. Linear in the page's size."""
+    if "{%" not in text and "{{" not in text:
+        return None
+    hidden: list[tuple[int, int]] | None = None
+    client: bool | None = None
+    for pattern in (_TEMPLATE_BLOCK, _TEMPLATE_VARIABLE):
+        for n, match in enumerate(pattern.finditer(text)):
+            if n >= _MAX_LEAK_CANDIDATES:
+                break
+            if hidden is None:
+                hidden = _hidden_ranges(text)
+            i = bisect.bisect_right(hidden, (match.start(), len(text))) - 1
+            if i >= 0 and hidden[i][0] <= match.start() < hidden[i][1]:
+                continue
+            if pattern is _TEMPLATE_VARIABLE:
+                if client is None:
+                    client = _CLIENT_TEMPLATES.search(text) is not None
+                if client:
+                    return None
+            return match.group(0)[:60]
+    return None
 
 
 def error_markers(*lists: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -71,10 +135,10 @@ def error_markers(*lists: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 def error_signature(text: str, extra: tuple[str, ...] | list[str] = ()) -> str | None:
     """What error page ``text`` shows, as a phrase: ``a Magento error``, ``a raw template tag
-    '{{ product.name }}'``, ``the marker 'Oops'`` (an ``extra`` marker); else None."""
-    for platform, pattern in ERROR_SIGNATURES:
-        if pattern.search(text):
-            return f"a {platform} error"
+    '{{ product.name }}'``, ``the error marker 'Oops'`` (an ``extra`` marker); else None."""
+    found = _signature_at(text)
+    if found is not None:
+        return f"a {found[0]} error"
     for marker in extra:
         if marker in text:
             return f"the error marker {marker!r}"
@@ -87,20 +151,15 @@ def error_signature(text: str, extra: tuple[str, ...] | list[str] = ()) -> str |
 def signature_excerpt(text: str, extra: tuple[str, ...] | list[str] = (),
                       chars: int = 300) -> str | None:
     """A scrubbed excerpt of ``text`` around the error it shows (from the top when none)."""
-    at = -1
-    for _, pattern in ERROR_SIGNATURES:
-        match = pattern.search(text)
-        if match is not None:
-            at = match.start()
+    found = _signature_at(text)
+    at = found[1] if found is not None else -1
+    for marker in extra if at < 0 else ():
+        at = text.find(marker)
+        if at >= 0:
             break
-    else:
-        for marker in extra:
-            at = text.find(marker)
-            if at >= 0:
-                break
-        else:
-            leak = template_leak(text)
-            at = text.find(leak) if leak is not None else -1
+    if at < 0:
+        leak = template_leak(text)
+        at = text.find(leak) if leak is not None else -1
     return scrubbed_excerpt(text, max(0, at - 80), chars)
 
 

@@ -38,8 +38,8 @@ def demo_store(*faults: str) -> Iterator[str]:
             proc.wait(timeout=10)
 
 
-def check_demo(url: str, state_dir: Path) -> tuple[int, list[dict[str, Any]]]:
-    proc = storewatch("check", "-c", str(DEMO_CONFIG), "--json",
+def check_demo(url: str, state_dir: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    proc = storewatch("check", "-c", str(DEMO_CONFIG), "--json", *args,
                       env={"STOREWATCH_DEMO_URL": url, "STOREWATCH_STATE_DIR": str(state_dir)})
     assert "Traceback" not in proc.stderr, proc.stderr
     doc = json.loads(proc.stdout)
@@ -70,6 +70,10 @@ def test_healthy_demo_store_has_no_findings(tmp_path: Path) -> None:
     with demo_store() as url:
         code, findings = check_demo(url, tmp_path / "state")
         assert (code, findings) == (0, [])
-        # the state directory now holds the baselines: a second run still agrees
-        assert (tmp_path / "state" / "baselines.db").exists()
-        assert check_demo(url, tmp_path / "state") == (0, [])
+        # check writes no baselines unless given a state directory explicitly
+        assert not (tmp_path / "state" / "baselines.db").exists()
+        explicit = tmp_path / "explicit"
+        assert check_demo(url, tmp_path / "state", "--state-dir", str(explicit)) == (0, [])
+        assert (explicit / "baselines.db").exists()
+        # a second run against the learned baselines still agrees
+        assert check_demo(url, explicit, "--state-dir", str(explicit)) == (0, [])

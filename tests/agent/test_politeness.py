@@ -10,10 +10,12 @@ import itertools
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from agent.config.schema import Config
 from agent.demo.storefront import FRAGILE_LIMIT, DemoStore
+from agent.httpclient import HttpClients
 from agent.politeness import (
     CHECK_PRIORITY,
     CHECK_STAGGER_S,
@@ -23,8 +25,11 @@ from agent.politeness import (
     first_run_offset,
     stagger,
 )
+from agent.probes import PROBES
+from agent.probes.base import ProbeContext, run_guarded
 from agent.scheduler import _spread_by_site
 from agent.service import check_once
+from tests.agent.servers import serve
 
 
 async def test_gate_never_exceeds_its_limit_and_counts_waits() -> None:
@@ -181,3 +186,28 @@ async def test_without_the_limit_the_fragile_shop_fails_requests(store: DemoStor
             break
     assert store.fragile_rejections > 0
     assert findings
+
+
+async def test_queueing_for_a_slot_does_not_use_the_checks_budget() -> None:
+    """max_in_flight 1, two checks of 0.6 s pages with a 1 s budget each: the second waits for
+    the first, and still has its whole budget (and deadline) for its own request."""
+    async def slow_page(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.6)
+        return web.Response(text="<html><main>ok</main></html>", content_type="text/html")
+
+    clients = HttpClients("storewatch-test")
+    try:
+        async with serve({"/a": slow_page, "/b": slow_page}) as url:
+            cfg = Config.model_validate({"sites": [{
+                "name": "shop", "base_url": url, "max_in_flight": 1, "checks": [
+                    {"name": "a", "path": "/a", "role": "page"},
+                    {"name": "b", "path": "/b", "role": "page"}]}]})
+            site = cfg.sites[0]
+            results = await asyncio.gather(*(
+                run_guarded(PROBES["availability"], spec, ProbeContext(clients, site, 1.0))
+                for spec in site.checks))
+        waited = clients.politeness.waited_seconds()["shop"]
+    finally:
+        await clients.aclose()
+    assert [r.findings for r in results] == [(), ()]
+    assert waited >= 0.4

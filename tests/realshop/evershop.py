@@ -18,8 +18,9 @@ healthy again after each test) from tests/realshop/conftest.py.
 
 What it installs and where: ``@evershop/evershop`` EVERSHOP_VERSION (+ ``concat-stream``, which
 2.2.1 imports without declaring) with ``npm install``, then ``evershop build``, in
-``$STOREWATCH_TEST_CACHE/evershop-<version>`` (default /var/cache/storewatch-tests), outside the
-checkout; a complete build is reused (marker file), a concurrent run waits on a lock file.
+``$STOREWATCH_TEST_CACHE/evershop-<version>`` (default /var/cache/storewatch-tests, or
+~/.cache/storewatch-tests when that is not writable), outside the checkout; a complete build
+is reused (marker file), a concurrent run waits on a lock file.
 Each ``running_evershop()`` makes a fresh PostgreSQL cluster (tests/realshop/postgres.py), starts
 ``evershop start`` in its own process group with ``NODE_OPTIONS=--require evershop_preload.cjs``
 (loopback only, no outbound traffic, shop-level faults read from a JSON file), creates the
@@ -48,7 +49,20 @@ import httpx
 from tests.realshop.postgres import PostgresCluster, _alive, free_port
 
 EVERSHOP_VERSION = "2.2.1"
-CACHE_ROOT = Path(os.environ.get("STOREWATCH_TEST_CACHE", "/var/cache/storewatch-tests"))
+
+
+def _cache_root() -> Path:
+    """$STOREWATCH_TEST_CACHE, else /var/cache/storewatch-tests (root, as in CI), else
+    ~/.cache/storewatch-tests."""
+    if "STOREWATCH_TEST_CACHE" in os.environ:
+        return Path(os.environ["STOREWATCH_TEST_CACHE"])
+    system = Path("/var/cache/storewatch-tests")
+    if os.access(system if system.exists() else system.parent, os.W_OK):
+        return system
+    return Path.home() / ".cache" / "storewatch-tests"
+
+
+CACHE_ROOT = _cache_root()
 PRELOAD = Path(__file__).with_name("evershop_preload.cjs")
 COMPLETE = ".storewatch-complete"
 
