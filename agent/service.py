@@ -79,12 +79,13 @@ def _browser_ready(config: Config, path: str | Path) -> None:
     """With browser checks: Playwright and a supported Chromium are there (else one line)."""
     if not any(c.type == "browser" for s in config.sites for c in s.checks):
         return
-    from agent.browser.runtime import configure
     from agent.browser.support import browser_problem
 
     problem = browser_problem(config.agent.browser.executable_path)
     if problem is not None:
         raise ConfigError(problem, file=str(path), field="agent.browser")
+    from agent.browser.runtime import configure  # Playwright is there (checked above)
+
     configure(config.agent.browser)
 
 

@@ -136,6 +136,8 @@ class BrowserRuntime:
     @contextlib.asynccontextmanager
     async def journey_context(self) -> AsyncIterator[BrowserContext]:
         """A fresh browser context within the page limit; closed (or the browser killed) after."""
+        from playwright.async_api import Error as PlaywrightError
+
         async with self._slots:
             browser = await self._ensure_browser()
             self._in_flight += 1
@@ -143,9 +145,15 @@ class BrowserRuntime:
             context: BrowserContext | None = None
             finished = False
             try:
-                context = await browser.new_context(
-                    ignore_https_errors=False, service_workers="block",
-                    viewport={"width": 1280, "height": 900})
+                try:
+                    context = await self._new_context(browser)
+                except PlaywrightError:  # the browser went away since it was checked: once more
+                    self._browser = None
+                    browser = await self._ensure_browser()
+                    try:
+                        context = await self._new_context(browser)
+                    except PlaywrightError as exc:
+                        raise BrowserUnavailable(f"the browser cannot open a page: {exc}") from None
                 yield context
                 finished = True
             finally:
@@ -157,6 +165,11 @@ class BrowserRuntime:
                 if not healthy and browser.is_connected():
                     self._hung(browser)
                 await self._after_journey()
+
+    @staticmethod
+    async def _new_context(browser: Browser) -> BrowserContext:
+        return await browser.new_context(ignore_https_errors=False, service_workers="block",
+                                         viewport={"width": 1280, "height": 900})
 
     async def close(self) -> None:
         """Stop the browser and the Playwright driver."""
@@ -273,6 +286,8 @@ class BrowserRuntime:
         pids = self.browser_pid_tree() - {self._driver_pid or -1}
         self._known_pids |= pids
         self._kill(pids)
+        if self._browser is browser:
+            self._browser = None  # the next journey starts a new one (the driver may not know yet)
 
     async def _after_journey(self) -> None:
         reap(self._known_pids)

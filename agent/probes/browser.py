@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 async def probe_browser(spec: BrowserCheck, ctx: ProbeContext) -> ProbeResult:
     """Run the journey; findings for what the browser saw (see agent/browser/journey.py)."""
+    from playwright.async_api import Error as PlaywrightError
+
     from agent.browser.journey import run_journey
     from agent.browser.runtime import BrowserUnavailable, shared_runtime
 
@@ -35,9 +37,11 @@ async def probe_browser(spec: BrowserCheck, ctx: ProbeContext) -> ProbeResult:
             deadline = start + waited + ctx.timeout
             async with shared_runtime().journey_context() as context:
                 run = await run_journey(spec, ctx, context, deadline)
-    except BrowserUnavailable as exc:
+    except (BrowserUnavailable, PlaywrightError) as exc:  # the browser's fault, not the shop's
         log.error("%s/%s: %s", ctx.site.name, spec.name, exc)
-        finding = Finding(ctx.site.name, spec.name, FindingKind.AGENT_OFFLINE, str(exc),
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        finding = Finding(ctx.site.name, spec.name, FindingKind.AGENT_OFFLINE,
+                          f"browser unavailable: {text}",
                           started_at, Evidence(url=ctx.site.base_url + spec.first_path(),
                                                details={"failure": "browser_unavailable"}))
         return ProbeResult(site=ctx.site.name, check=spec.name, success=False,
