@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -30,7 +30,7 @@ test: lint typecheck unit
 
 # Installs Debian nginx-light and prometheus-blackbox-exporter when missing (as root); < 10 min.
 bench: $(BIN)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser,bench]'
 	$(BIN)/python -m bench
 
 clean:

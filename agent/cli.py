@@ -6,7 +6,7 @@ Commands::
     storewatch check -c FILE [--site NAME] [--json]                  every check once
     storewatch validate -c FILE                                      check the config only
     storewatch demo [--duration S] [--store-port P] [--listen HOST:PORT]
-    storewatch demo-store [--host H] [--port P] [--fault NAME ...]   the bundled demo shop
+    storewatch demo-store [--host H] [--port P] [--fault NAME ...] [--js]  the demo shop
     storewatch install-files DIR [--force]                           unit, configs, dashboards
     storewatch incidents list|show ID|resolve ID [-c FILE | --state-dir DIR]
     storewatch tickets list|retry [--json]                           delivery, dead letters
@@ -162,6 +162,8 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                        help="start with this fault on (repeatable; names above)")
     store.add_argument("--slow-delay", type=float, default=None, metavar="SECONDS",
                        help="delay of the slow fault (default 2.5)")
+    store.add_argument("--js", action="store_true",
+                       help="JavaScript mode: catalog, cart and checkout rendered client-side")
 
     files = sub.add_parser(
         "install-files", help="write the unit, example configs, dashboards and rules to DIR",
@@ -276,8 +278,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             except UnknownFaultError as exc:
                 raise ConfigError(str(exc), field="--fault") from None
             if args.slow_delay is None:
-                return run_demo_store(args.host, args.port, args.fault)
-            return run_demo_store(args.host, args.port, args.fault, args.slow_delay)
+                return run_demo_store(args.host, args.port, args.fault, js=args.js)
+            return run_demo_store(args.host, args.port, args.fault, args.slow_delay, js=args.js)
     raise AssertionError(args.command)  # argparse only allows the commands above
 
 

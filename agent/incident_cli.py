@@ -260,6 +260,9 @@ def _show(store: Store, incident_id: int, as_json: bool) -> int:
         value = doc[key]
         if value is not None and value is not False:
             print(f"  {key}: {value}")
+    for key, label in (("screenshot", "screenshot"), ("browser_log", "browser log")):
+        if record.evidence.details.get(key):  # a browser check's evidence files
+            print(f"  {label}: {record.evidence.details[key]}")
     for key in ("suppressed", "causes"):
         for item in doc[key]:
             print(f"  {key}: {item}")

@@ -18,6 +18,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,11 +71,33 @@ def load(path: str | Path, overrides: Overrides = Overrides()) -> Config:
         update["state_dir"] = overrides.state_dir
     if update:
         config = config.model_copy(update={"agent": config.agent.model_copy(update=update)})
+    _browser_ready(config, path)
     for site in config.sites:
         if not site.tls.verify:
             log.warning("TLS verification is OFF for site %s: certificate problems of %s will "
                         "not be seen and its traffic can be intercepted", site.name, site.base_url)
     return config
+
+
+def _browser_ready(config: Config, path: str | Path) -> None:
+    """With browser checks: Playwright and a supported Chromium are there (else one line)."""
+    if not any(c.type == "browser" for s in config.sites for c in s.checks):
+        return
+    from agent.browser.support import browser_problem
+
+    problem = browser_problem(config.agent.browser.executable_path)
+    if problem is not None:
+        raise ConfigError(problem, file=str(path), field="agent.browser")
+    from agent.browser.runtime import configure  # Playwright is there (checked above)
+
+    configure(config.agent.browser)
+
+
+async def _close_browser() -> None:
+    """Stop the shared browser if a browser check started one."""
+    runtime = sys.modules.get("agent.browser.runtime")
+    if runtime is not None:
+        await runtime.close_shared_runtime()
 
 
 class Agent:
@@ -258,6 +281,7 @@ class Agent:
             await self.scheduler.shutdown(DRAIN_SECONDS)
             await self.incidents.stop()
             watchdog.cancel()
+            await _close_browser()
             await self.clients.aclose()
             if self.runner.baselines is not None:
                 self.runner.baselines.close()
@@ -302,6 +326,7 @@ async def check_once(config: Config, site: str | None = None,
             observations += await _check_host_once(config.host, clients, runner)
         return observations
     finally:
+        await _close_browser()
         await clients.aclose()
         if baselines is not None:
             baselines.close()

@@ -268,11 +268,13 @@ class DemoStoreProcess:
 
 
 @contextmanager
-def demo_store() -> Iterator[DemoStoreProcess]:
-    """Start the demo store on a free loopback port, pinned to the helper CPU."""
+def demo_store(js: bool = False) -> Iterator[DemoStoreProcess]:
+    """Start the demo store on a free loopback port, pinned to the helper CPU (``js``: in
+    JavaScript mode)."""
     port = free_port()
     proc = subprocess.Popen([*pin(HELPER_CPU), sys.executable, "-m", "agent", "demo-store",
-                             "--host", "127.0.0.1", "--port", str(port)],
+                             "--host", "127.0.0.1", "--port", str(port),
+                             *(["--js"] if js else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_port(port, proc, "demo store")

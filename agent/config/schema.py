@@ -86,6 +86,8 @@ class AgentSettings(StrictModel):
     user_agent: str = f"storewatch/{__version__} (synthetic monitoring; no orders placed)"
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     """Random start offset of each run, as a share of its interval."""
+    browser: BrowserSettings = Field(default_factory=lambda: BrowserSettings())
+    """The shared Chromium of ``type: browser`` checks."""
 
     _listen = field_validator("listen")(_check_listen)
 
@@ -678,6 +680,192 @@ class SecurityCheck(StrictModel):
         return self.pages[0]
 
 
+_PLAYWRIGHT_CSS = re.compile(r":(has-text|text|text-is|text-matches|visible|nth-match)\(|"
+                             r":visible\b|\s>>\s")
+
+
+def _valid_browser_selector(selector: str) -> str:
+    """CSS, or CSS with Playwright's extensions (``:has-text("Add to cart")``, ``:visible``,
+    ``>>``), which the browser checks at run time."""
+    if _PLAYWRIGHT_CSS.search(selector) and selector.strip():
+        return selector
+    return _valid_selector(selector)
+
+
+BrowserSelector = Annotated[str, AfterValidator(_valid_browser_selector)]
+
+
+class BrowserSettings(StrictModel):
+    """The one Chromium all browser checks share (see docs/checks.md, "Browser checks")."""
+
+    executable_path: Path = Path("/usr/bin/chromium")
+    """The system Chromium (Debian ``chromium``); storewatch never downloads a browser."""
+    max_pages: int = Field(default=2, ge=1, le=8)
+    """Browser journeys running at once (each one page in its own fresh context)."""
+    memory_limit: ByteSize = Field(default=ByteSize(1536 * 1024 * 1024), gt=0)
+    """Proportional memory (PSS) of the browser's process tree after which it is restarted."""
+    launch_timeout: Duration = 30.0
+
+
+class BrowserTarget(StrictModel):
+    """An element and a value: ``fill``, ``select``, ``press``."""
+
+    selector: BrowserSelector
+    value: str = ""
+    """``fill``/``select``: the value (``{{ var }}`` allowed); ``press``: the key, e.g. Enter."""
+
+
+class BrowserWait(StrictModel):
+    """What a browser step waits for after its action: exactly one condition."""
+
+    selector: BrowserSelector | None = None
+    """An element matching this CSS selector becomes visible."""
+    text: str | None = None
+    """This text shows on the page."""
+    url: Regex | None = None
+    """The page's URL matches this pattern."""
+    network_idle: bool = False
+    """No network traffic for 500 ms."""
+    timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _one(self) -> BrowserWait:
+        given = [self.selector, self.text, self.url]
+        if sum(g is not None for g in given) + int(self.network_idle) != 1:
+            raise ValueError("give exactly one of selector, text, url, network_idle")
+        return self
+
+
+class BrowserCount(StrictModel):
+    """At least ``min`` (and at most ``max``) elements match ``selector``."""
+
+    selector: BrowserSelector
+    min: int = Field(default=1, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class BrowserExpect(StrictModel):
+    """What the page must show once the step's action and wait are done."""
+
+    text: list[str] = Field(default_factory=list)
+    not_text: list[str] = Field(default_factory=list)
+    selector: list[BrowserSelector] = Field(default_factory=list)
+    count: list[BrowserCount] = Field(default_factory=list)
+    url: Regex | None = None
+    no_js_errors: bool = True
+    """Uncaught page errors and failed same-origin scripts/stylesheets fail the step."""
+
+
+class BrowserExtract(StrictModel):
+    """A variable read from the page: an element's text, or one of its attributes."""
+
+    selector: BrowserSelector
+    attribute: str | None = None
+
+
+class BrowserStep(StrictModel):
+    """One step of a browser journey: one action, then an optional wait, checks, extracts."""
+
+    name: Name
+    goto: SitePath | None = None
+    click: BrowserSelector | None = None
+    fill: BrowserTarget | None = None
+    select: BrowserTarget | None = None
+    press: BrowserTarget | None = None
+    wait_for: BrowserWait | None = None
+    expect: BrowserExpect = Field(default_factory=BrowserExpect)
+    extract: dict[str, BrowserExtract] = Field(default_factory=dict)
+    kind: FindingKind | None = None
+    """What this step failing means (default: the check's ``kind``); ``page_corrupted`` for
+    a page that is only looked at, ``checkout_broken`` for a shopper's step."""
+    max_seconds: Duration | None = None
+    """Slower than this (action + wait) is ``slow_response`` (default: the check's)."""
+    continue_on_failure: bool = False
+
+    @model_validator(mode="after")
+    def _one_action(self) -> BrowserStep:
+        actions = [self.goto, self.click, self.fill, self.select, self.press]
+        if sum(a is not None for a in actions) > 1:
+            raise ValueError("give at most one of goto, click, fill, select, press")
+        if all(a is None for a in actions) and self.wait_for is None:
+            raise ValueError("give an action (goto, click, fill, select, press) or wait_for")
+        for var in self.extract:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", var):
+                raise ValueErrorAt(("extract", var), f"'{var}' is not a variable name")
+        return self
+
+    def variables_used(self) -> set[str]:
+        """Every ``{{ name }}`` this step refers to."""
+        texts = [self.goto or "", *(t.value for t in (self.fill, self.select) if t is not None)]
+        return {m.group(1) for t in texts for m in _VARIABLE.finditer(t)}
+
+
+class BrowserThresholds(StrictModel):
+    """Web vitals and step times past which a journey is ``slow_response``."""
+
+    lcp: Duration = 4.0
+    """Largest Contentful Paint of any page of the journey (defaults: web.dev's "poor")."""
+    cls: float = Field(default=0.25, ge=0)
+    """Cumulative Layout Shift of any page."""
+    inp: Duration = 1.0
+    """Interaction to Next Paint (the slowest interaction), where the browser measured one;
+    twice web.dev's "poor" bound, since a synthetic journey's interactions share the
+    monitoring host's CPU (measured 0.53 s on a healthy EverShop on a loaded 2-core host)."""
+    step: Duration = 10.0
+    """A step's action plus its wait (a step's own ``max_seconds`` wins)."""
+
+
+class BrowserCheck(StrictModel):
+    """A shopper's journey in headless Chromium (JavaScript storefronts)."""
+
+    type: Literal["browser"]
+    name: Name
+    kind: FindingKind = FindingKind.CHECKOUT_BROKEN
+    """What a failing step means unless the step says otherwise."""
+    vars: dict[str, str] = Field(default_factory=dict)
+    steps: list[BrowserStep] = Field(min_length=1)
+    allow: list[str] = Field(default_factory=list)
+    """Script origins the journey may load besides the site's own (as in ``security``)."""
+    learn_runs: int = Field(default=3, ge=0, le=1000)
+    """The first runs learn every script origin they see; later unknown ones are findings."""
+    thresholds: BrowserThresholds = Field(default_factory=BrowserThresholds)
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    """The journey's budget (every step; waits for the site's politeness slot excluded)."""
+    request_timeout: Duration | None = None
+    """Each step's action and wait are also cut at this (and at their own ``timeout``)."""
+
+    @field_validator("allow")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        return SecurityCheck._origins(value)
+
+    @model_validator(mode="after")
+    def _variables(self) -> BrowserCheck:
+        known = set(self.vars)
+        names: set[str] = set()
+        for i, step in enumerate(self.steps):
+            if step.name in names:
+                raise ValueErrorAt(("steps", i, "name"), f"duplicate step name '{step.name}'")
+            names.add(step.name)
+            missing = sorted(step.variables_used() - known)
+            if missing:
+                raise ValueErrorAt(("steps", i), f"variable '{missing[0]}' is not set by vars "
+                                   "or by an earlier step's extract")
+            known |= set(step.extract)
+        if self.steps[0].goto is None:
+            raise ValueErrorAt(("steps", 0), "the first step must be a goto")
+        return self
+
+    def failure_kind(self) -> FindingKind:
+        """What a total failure of this check (deadline, probe crash) means."""
+        return self.kind
+
+    def first_path(self) -> str:
+        """The path a total failure is reported against."""
+        return self.steps[0].goto or "/"
+
+
 def _check_type(value: object) -> object:
     if isinstance(value, dict) and "type" not in value:
         return {**value, "type": "availability"}
@@ -686,7 +874,7 @@ def _check_type(value: object) -> object:
 
 CheckSpec = Annotated[
     AvailabilityCheck | StepsCheck | FeatureCheck | CatalogCheck | SearchCheck | FilterCheck
-    | IntegrityCheck | SecurityCheck,
+    | IntegrityCheck | SecurityCheck | BrowserCheck,
     Field(discriminator="type"),
 ]
 """Every check type, told apart by ``type`` (``availability`` when absent)."""

@@ -53,7 +53,16 @@ __all__ = [
 FAULTS: frozenset[str] = frozenset({
     "down", "slow", "server_error", "checkout", "payment",
     "catalog", "search", "corrupt", "skimmer", "reviews", "fragile",
+    "js_bundle", "js_error", "skimmer_dynamic", "slow_render",
 })
+JS_FAULTS: frozenset[str] = frozenset({"js_bundle", "js_error", "skimmer_dynamic", "slow_render"})
+"""Faults only a browser sees, in JavaScript mode (``--js``): the HTML stays 200 in each.
+``js_bundle`` serves a truncated shop bundle (a syntax error, nothing renders); ``js_error``
+makes add-to-cart throw before its request; ``skimmer_dynamic`` makes the tag manager inject a
+script from another origin (``localhost`` vs ``127.0.0.1``) on cart and checkout;
+``slow_render`` delays the home page's client-side catalog (its largest paint) by
+``SLOW_RENDER_MS``."""
+SLOW_RENDER_MS = 6000
 SLOW_DELAY_S: float = 2.5
 """How long the ``slow`` fault delays each storefront response by default, in seconds
 (``DemoStore.slow_delay_s``, ``POST /_demo/faults {"slow_delay_s": N}``, ``--slow-delay``)."""
@@ -74,7 +83,9 @@ _DOWN_POLL_S = 0.05
 _SHUTDOWN_TIMEOUT_S = 1.0     # grace for in-flight requests that are not stalled by a fault
 _NO_SESSION_PREFIXES = ("/rest/", "/_demo/", "/static/", "/wp-json/")
 _STATIC_DIR = Path(__file__).with_name("static")
-_STATIC_TYPES = {"styles.css": "text/css", "app.js": "text/javascript"}
+_STATIC_TYPES = {"styles.css": "text/css", "app.js": "text/javascript",
+                 "shop.js": "text/javascript", "tags.js": "text/javascript",
+                 "collect.js": "text/javascript"}
 
 _WOO = "/wp-json/wc/store/v1"
 _PAYMENT_METHODS: tuple[tuple[str, str], ...] = (
@@ -309,8 +320,9 @@ def _parse_qty(raw: object) -> int | None:
 class _Shop:
     """State and handlers of one demo store (no module-level state)."""
 
-    def __init__(self, faults: set[str]) -> None:
+    def __init__(self, faults: set[str], js: bool = False) -> None:
         self.faults = faults
+        self.js = js
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self.guest_carts: OrderedDict[str, _GuestCart] = OrderedDict()
         self.next_item_id = 1
@@ -329,12 +341,22 @@ class _Shop:
                          self._not_found_middleware],
         )
         r = app.router
-        r.add_get("/", self.home)
+        if self.js:
+            r.add_get("/", self.js_home)
+            r.add_get("/cart", self.js_cart)
+            r.add_get("/checkout", self.js_checkout)
+            r.add_get("/api/products", self.api_products)
+            r.add_get("/api/cart", self.api_cart)
+            r.add_post("/api/cart/add", self.api_cart_add)
+            r.add_get("/api/checkout", self.api_checkout)
+            r.add_post("/api/order", self.api_order)
+        else:
+            r.add_get("/", self.home)
+            r.add_get("/cart", self.cart)
+            r.add_get("/checkout", self.checkout)
         r.add_get("/category/{slug}", self.category)
         r.add_get("/product/{url_key}", self.product)
         r.add_post("/cart/add", self.cart_add)
-        r.add_get("/cart", self.cart)
-        r.add_get("/checkout", self.checkout)
         r.add_post("/checkout/estimate-shipping", self.checkout_estimate_shipping)
         r.add_get("/search", self.search)
         r.add_get("/static/{name}", self.static_file)
@@ -738,8 +760,102 @@ so there is no Place Order button.</p>"""
         name = request.match_info["name"]
         if name not in self.static:
             raise web.HTTPNotFound()
-        return web.Response(body=self.static[name], content_type=_STATIC_TYPES[name],
+        body = self._with_js_faults(name, self.static[name])
+        return web.Response(body=body, content_type=_STATIC_TYPES[name],
                             charset="utf-8", headers={"Cache-Control": "public, max-age=300"})
+
+    # -- JavaScript mode (--js): shells rendered by /static/shop.js from /api/* ------------
+
+    def _with_js_faults(self, name: str, body: bytes) -> bytes:
+        """The asset as the browser-only faults change it (the status stays 200)."""
+        if name == "shop.js":
+            if "js_bundle" in self.faults:
+                return body[: len(body) * 2 // 3]  # a deploy cut the bundle short
+            if "js_error" in self.faults:
+                body = body.replace(b"var FAULT_ADD_ERROR = false;",
+                                    b"var FAULT_ADD_ERROR = true;")
+            if "slow_render" in self.faults:
+                body = body.replace(b"var RENDER_DELAY_MS = 0;",
+                                    f"var RENDER_DELAY_MS = {SLOW_RENDER_MS};".encode())
+        elif name == "tags.js" and "skimmer_dynamic" in self.faults:
+            body = body.replace(b"var INJECT = false;", b"var INJECT = true;")
+        return body
+
+    def _js_shell(self, title: str, view: str, body_class: str) -> web.Response:
+        head = ('<script src="/static/shop.js" defer></script>\n'
+                '<script src="/static/tags.js" defer></script>')
+        body = ('<p class="minicart-summary">Items in cart: '
+                '<span class="minicart"><span class="counter">0</span></span></p>'
+                f'<div id="app" data-view="{view}" style="min-height:100vh">'
+                '<p class="loading">Loading…</p></div>')
+        return self._page(title, body, head=head, body_class=body_class,
+                          checkout_area=view != "home")
+
+    async def js_home(self, request: web.Request) -> web.Response:
+        """GET / (JS mode): a shell; the products are rendered client-side."""
+        return self._js_shell("Home", "home", "cms-index-index")
+
+    async def js_cart(self, request: web.Request) -> web.Response:
+        """GET /cart (JS mode): a shell rendered from /api/cart."""
+        return self._js_shell("Shopping Cart", "cart", "checkout-cart-index")
+
+    async def js_checkout(self, request: web.Request) -> web.Response:
+        """GET /checkout (JS mode): a shell rendered from /api/checkout."""
+        return self._js_shell("Checkout", "checkout", "checkout-index-index")
+
+    async def api_products(self, request: web.Request) -> web.Response:
+        """GET /api/products: the featured products (two per category)."""
+        featured: list[Product] = []
+        for c in catalog.CATEGORIES:
+            featured.extend([p for p in self._visible_in(c.slug) if p.sku != TEST_SKU][:2])
+        test = catalog.product_by_sku(TEST_SKU)
+        if test is not None:
+            featured.insert(0, test)
+        return web.json_response({"products": [
+            {"sku": p.sku, "name": p.name, "price": _amount(p.price), "url_key": p.url_key}
+            for p in featured]})
+
+    def _cart_json(self, session: _Session) -> dict[str, Any]:
+        lines = self._session_lines(session)
+        return {
+            "items_qty": sum(q for _, q in lines),
+            "subtotal": _amount(sum((p.price * q for p, q in lines), Decimal(0))),
+            "lines": [{"sku": p.sku, "name": p.name, "qty": q, "row_total": _amount(p.price * q)}
+                      for p, q in lines],
+        }
+
+    async def api_cart(self, request: web.Request) -> web.Response:
+        """GET /api/cart: the session cart."""
+        return web.json_response(self._cart_json(self._session(request)))
+
+    async def api_cart_add(self, request: web.Request) -> web.Response:
+        """POST /api/cart/add {sku, qty}: add to the session cart."""
+        if "checkout" in self.faults:
+            return _rest_error(500, "We can't add this item to your shopping cart right now.")
+        data = await _json_object(request)
+        sku = data.get("sku") if data is not None else None
+        product = self._find_sku(sku) if isinstance(sku, str) else None
+        if product is None:
+            return _rest_error(404, _NO_PRODUCT)
+        qty = _parse_qty(data.get("qty", 1) if data is not None else 1)
+        if qty is None:
+            return _rest_error(400, "Please enter a number greater than 0 in this field.")
+        session = self._session(request)
+        session.cart[product.sku] = min(session.cart.get(product.sku, 0) + qty, _MAX_QTY)
+        return web.json_response(self._cart_json(session))
+
+    async def api_checkout(self, request: web.Request) -> web.Response:
+        """GET /api/checkout: shipping rates and payment methods for the session cart."""
+        cart = self._cart_json(self._session(request))
+        payment = [] if "payment" in self.faults else [
+            {"code": code, "title": title} for code, title in _PAYMENT_METHODS]
+        return web.json_response({"items_qty": cart["items_qty"],
+                                  "shipping": _shipping_rates(cart["items_qty"]),
+                                  "payment": payment})
+
+    async def api_order(self, request: web.Request) -> web.Response:
+        """POST /api/order: never accepted (a demo store takes no orders)."""
+        return _rest_error(403, "This is a demo store: orders are not accepted.")
 
     # -- small JSON features ---------------------------------------------------------------
 
@@ -1192,9 +1308,12 @@ class DemoStore:
 
 
 async def start_store(host: str = "127.0.0.1", port: int = 0,
-                      faults: Iterable[str] = ()) -> DemoStore:
-    """Start a demo store on host:port (0 = an ephemeral port) with the given faults on."""
-    shop = _Shop(set(validate_faults(faults)))
+                      faults: Iterable[str] = (), *, js: bool = False) -> DemoStore:
+    """Start a demo store on host:port (0 = an ephemeral port) with the given faults on.
+
+    ``js``: JavaScript mode, home, cart and checkout rendered client-side from ``/api/*``.
+    """
+    shop = _Shop(set(validate_faults(faults)), js=js)
     runner = web.AppRunner(shop.build_app(), shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
@@ -1213,9 +1332,9 @@ def _fault_label(faults: Iterable[str]) -> str:
 
 
 async def _serve_until_signal(host: str, port: int, faults: frozenset[str],
-                              slow_delay_s: float = SLOW_DELAY_S) -> int:
+                              slow_delay_s: float = SLOW_DELAY_S, js: bool = False) -> int:
     try:
-        store = await start_store(host, port, faults)
+        store = await start_store(host, port, faults, js=js)
         store.slow_delay_s = slow_delay_s
     except OSError as exc:
         print(f"demo store: cannot listen on {host}:{port}: {exc}", file=sys.stderr, flush=True)
@@ -1228,8 +1347,9 @@ async def _serve_until_signal(host: str, port: int, faults: frozenset[str],
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     try:
-        print(f"demo store listening on {store.url} (faults: {_fault_label(store.faults)})",
-              flush=True)
+        mode = ", JavaScript mode" if js else ""
+        print(f"demo store listening on {store.url} (faults: {_fault_label(store.faults)}"
+              f"{mode})", flush=True)
         await stop.wait()
     finally:
         for sig in installed:
@@ -1239,7 +1359,7 @@ async def _serve_until_signal(host: str, port: int, faults: frozenset[str],
 
 
 def run_demo_store(host: str, port: int, faults: Sequence[str],
-                   slow_delay_s: float = SLOW_DELAY_S) -> int:
+                   slow_delay_s: float = SLOW_DELAY_S, js: bool = False) -> int:
     """Serve a demo store until SIGTERM/SIGINT (blocking); the exit status is returned.
 
     Prints ``demo store listening on http://HOST:PORT (faults: none|a,b)`` once listening.
@@ -1256,6 +1376,6 @@ def run_demo_store(host: str, port: int, faults: Sequence[str],
               file=sys.stderr, flush=True)
         return 2
     try:
-        return asyncio.run(_serve_until_signal(host, port, valid, slow_delay_s))
+        return asyncio.run(_serve_until_signal(host, port, valid, slow_delay_s, js))
     except KeyboardInterrupt:   # SIGINT before the handler was installed
         return 0

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from agent.config.schema import (
     AvailabilityCheck,
+    BrowserCheck,
     CatalogCheck,
     CheckSpec,
     IntegrityCheck,
@@ -16,6 +17,7 @@ from agent.config.schema import (
 )
 from agent.probes.availability import probe_availability
 from agent.probes.base import Probe, ProbeContext, ProbeResult
+from agent.probes.browser import probe_browser
 from agent.probes.catalog import probe_catalog
 from agent.probes.checkout import probe_steps
 from agent.probes.integrity import probe_integrity
@@ -46,5 +48,6 @@ PROBES: dict[str, Probe] = {
     "filter": _for(SearchCheck, probe_search),
     "integrity": _for(IntegrityCheck, probe_integrity),
     "security": _for(SecurityCheck, probe_security),
+    "browser": _for(BrowserCheck, probe_browser),
 }
 """Check ``type`` in the config → the probe that runs it."""

@@ -118,7 +118,8 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
                                  excerpt=scrubbed_excerpt(text, max(0, at - 80), 300)))
     unknown = {o: p for o, p in seen.items() if not allowed(o, spec.allow, own)}
     fetcher.report_slow(out)
-    learning = await _learn(ctx, spec, set(unknown), complete and not out.items)
+    learning = await learn_while_new(ctx, spec.name, spec.learn_runs, set(unknown),
+                                     complete and not out.items)
     if not learning:
         learned = (await asyncio.to_thread(ctx.baselines.origins, site.name, spec.name)
                    if ctx.baselines is not None else set())
@@ -135,19 +136,18 @@ async def probe_security(spec: SecurityCheck, ctx: ProbeContext) -> ProbeResult:
                        findings=tuple(out.items))
 
 
-async def _learn(ctx: ProbeContext, spec: SecurityCheck, unknown: set[str],
-                 complete: bool) -> bool:
+async def learn_while_new(ctx: ProbeContext, check: str, learn_runs: int, unknown: set[str],
+                          complete: bool = True) -> bool:
     """Whether this run is one of the first ``learn_runs`` (a learning run reports no unknown
     origins); a run that read every page cleanly counts and learns ``unknown``, others do not."""
     store = ctx.baselines
-    if store is None or spec.learn_runs == 0:
+    if store is None or learn_runs == 0:
         return False
     if not complete:
-        return await asyncio.to_thread(store.runs_counted, ctx.site.name,
-                                       spec.name) < spec.learn_runs
-    before = await asyncio.to_thread(store.count_run, ctx.site.name, spec.name)
-    if before >= spec.learn_runs:
+        return await asyncio.to_thread(store.runs_counted, ctx.site.name, check) < learn_runs
+    before = await asyncio.to_thread(store.count_run, ctx.site.name, check)
+    if before >= learn_runs:
         return False
-    await asyncio.to_thread(store.learn_origins, ctx.site.name, spec.name, unknown,
+    await asyncio.to_thread(store.learn_origins, ctx.site.name, check, unknown,
                             ctx.now().timestamp())
     return True

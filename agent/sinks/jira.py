@@ -8,12 +8,14 @@ whose target status is in the Done category, with the resolution only when the s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
-from agent.errors import PermanentSinkError
+from agent.errors import PermanentSinkError, SinkError
+from agent.sinks.attachments import multipart, screenshot
 from agent.sinks.base import (
     EventKind,
     IncidentView,
@@ -33,6 +35,8 @@ from agent.sinks.settings import (
 )
 from agent.sinks.transport import TrackerClient, json_object
 from classifier import Level
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PRIORITIES: Mapping[Level, str] = {
     Level.L1: "Highest", Level.L2: "High", Level.L3: "Medium", Level.L4: "Low"}
@@ -143,7 +147,22 @@ class JiraSink:
         created = json_object(response, f"{self.name}: create issue")
         if not created.get("key"):
             raise PermanentSinkError(f"{self.name}: create issue: answer has no issue key")
+        await self._attach(str(created["key"]), incident)
         return self._ref(str(created["key"]), str(created.get("id", "")))
+
+    async def _attach(self, key: str, incident: IncidentView) -> None:
+        """Attach a browser check's screenshot; the issue stands even if this fails."""
+        shot = screenshot(incident.evidence)
+        if shot is None:
+            return
+        body, content_type = multipart("file", shot)
+        try:
+            await self.http.request(
+                "POST", f"/rest/api/3/issue/{key}/attachments", action="attach screenshot",
+                content=body, headers={"X-Atlassian-Token": "no-check",
+                                       "Content-Type": content_type})
+        except SinkError as exc:
+            log.warning("%s", exc)
 
     async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
         """Comment; on escalation or de-escalation also set the new priority."""

@@ -130,3 +130,25 @@ async def test_dead_letters_make_tickets_list_exit_4_until_retried(state: Path) 
     (entry,) = [e for e in store.outbox() if e.sink == "jira"]
     assert (entry.state, entry.attempts) == ("pending", 0)
     store.close()
+
+
+def test_show_names_a_browser_checks_evidence_files(tmp_path: Path) -> None:
+    from agent.probes.base import ProbeResult
+    from classifier import Evidence, Finding
+
+    h = Harness(tmp_path, make_config(tmp_path))
+    shot = tmp_path / "evidence" / "shop" / "journey-20260301T100000-add-to-cart.png"
+    evidence = Evidence(url="http://shop.test/", details={
+        "step": "add-to-cart", "screenshot": str(shot),
+        "browser_log": str(shot.with_suffix(".json"))})
+    for _ in range(2):
+        finding = Finding("shop", "home", K.CHECKOUT_BROKEN, "step 'add-to-cart': timed out",
+                          h.now, evidence)
+        h.engine.handle(h.classifier.observe(ProbeResult("shop", "home", False, 0.1, h.now,
+                                                         findings=(finding,))),
+                        online=True, now=h.now)
+    h.store.close()
+    show = storewatch("incidents", "show", "1", "--state-dir", str(tmp_path))
+    assert show.returncode == 0, show.stderr
+    assert f"  screenshot: {shot}" in show.stdout.splitlines()
+    assert f"  browser log: {shot.with_suffix('.json')}" in show.stdout.splitlines()

@@ -9,7 +9,17 @@ import pytest
 from agent.config.loader import load_config
 from agent.config.schema import Config
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "examples").glob("*.yaml"))
+ALL_EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "config" / "examples")
+                      .glob("*.yaml"))
+FEATURE_EXAMPLES = ("demo-browser",)
+EXAMPLES = [p for p in ALL_EXAMPLES if p.stem not in FEATURE_EXAMPLES]
+"""One example per platform preset or named shop; the others (demo-browser.yaml) show one
+feature."""
+
+
+@pytest.mark.parametrize("path", ALL_EXAMPLES, ids=[p.stem for p in ALL_EXAMPLES])
+def test_every_example_loads(path: Path) -> None:
+    assert load_config(path, Config, env={}).sites
 
 
 PLATFORM_OF = {"evershop": "generic"}

@@ -82,6 +82,10 @@ FAULTS = {
                        "template attribute), template error text and a 404 stylesheet link "
                        "are injected",
     "max_in_flight": "more concurrent requests than this answer 500 'database is locked'",
+    "js_bundle": "browser-only: the shop's own frontStore bundles are cut short",
+    "js_error": "browser-only: a script in every page makes add-to-cart throw",
+    "skimmer_dynamic": "browser-only: cart/checkout pages inject a script from "
+                       "http://localhost:PORT at run time",
 }
 """Faults of ``EverShop.set_faults`` (implemented in evershop_preload.cjs)."""
 

@@ -11,6 +11,11 @@
 //    corrupt_listing: "/path"  that page: product cards renamed to a raw template attribute,
 //                              template error text and a 404 stylesheet link injected
 //    max_in_flight: number     more concurrent requests than this answer 500 "database is locked"
+//    Browser-only faults (the HTML stays 200; only a browser sees them):
+//    js_bundle: true           the shop's own frontStore bundles are cut short (syntax error)
+//    js_error: true            a script in every page makes add-to-cart throw (TypeError)
+//    skimmer_dynamic: true     a "tag" in cart/checkout pages injects a script from
+//                              http://localhost:PORT at run time (another origin)
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -82,15 +87,15 @@ function fail(res, status, text) {
   res.end(`<!DOCTYPE html><html><head><title>Error</title></head><body><h1>${text}</h1></body></html>`);
 }
 
-function corruptListing(req, res) {
-  // Buffer the whole HTML answer, then break it the way a broken template deploy would.
+function rewriteBody(req, res, rewrite) {
+  // Buffer the whole answer, then hand it to rewrite(body, contentType) before it is sent.
   delete req.headers['accept-encoding'];
   const chunks = [];
   const origWrite = res.write;
   const origEnd = res.end;
   const origWriteHead = res.writeHead;
   res.writeHead = function writeHead(...args) {
-    if (!this.headersSent) this.removeHeader('Content-Length');
+    this.removeHeader && this.removeHeader('Content-Length');
     if (args.length > 1 && typeof args[args.length - 1] === 'object') {
       const headers = args[args.length - 1];
       for (const name of Object.keys(headers)) {
@@ -105,22 +110,54 @@ function corruptListing(req, res) {
     else if (typeof cb === 'function') cb();
     return true;
   };
+  void origWrite;
   res.end = function end(chunk, encoding, cb) {
     if (chunk && typeof chunk !== 'function') {
       chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk, typeof encoding === 'string' ? encoding : 'utf8'));
     }
-    let body = Buffer.concat(chunks).toString('utf8');
     const type = String(this.getHeader('content-type') || '');
-    if (type.includes('text/html')) {
-      body = body
-        .replace(/<head>/, '<head><link rel="stylesheet" href="/assets/theme-broken-0000.css">')
-        .replace(/class="product__list__item[^"]*"/g, 'data-card="{{ product.card }}"')
-        .replace(/<body([^>]*)>/, '<body$1>{% for product in category.products %}<p>Template error: Unknown variable &quot;products&quot; in listing.html line 12</p>');
-      if (!this.headersSent) this.removeHeader('Content-Length');
-    }
+    const body = rewrite(Buffer.concat(chunks), type);
+    if (!this.headersSent) this.removeHeader('Content-Length');  // writeHead dropped it already
     const cbFn = typeof chunk === 'function' ? chunk : typeof encoding === 'function' ? encoding : cb;
-    return origEnd.call(this, body, 'utf8', cbFn);
+    return origEnd.call(this, body, cbFn);
   };
+}
+
+function corruptListing(req, res) {
+  // Break the HTML answer the way a broken template deploy would.
+  rewriteBody(req, res, (buf, type) => {
+    if (!type.includes('text/html')) return buf;
+    return Buffer.from(buf.toString('utf8')
+      .replace(/<head>/, '<head><link rel="stylesheet" href="/assets/theme-broken-0000.css">')
+      .replace(/class="([^"]*)product-item([^"]*)"/g, 'data-broken="{{ product.card }}"')
+      .replace(/<body([^>]*)>/, '<body$1>{% for product in category.products %}<p>Template error: Unknown variable &quot;products&quot; in listing.html line 12</p>'), 'utf8');
+  });
+}
+
+// js_error: a third-party helper wraps fetch and throws when the cart is posted to.
+const JS_ERROR_TAG = '<script>(function(){var f=window.fetch;window.fetch=function(u,o){' +
+  'if(o&&String(o.method).toUpperCase()==="POST"&&/\\/api\\/cart/.test(String(u))){' +
+  'return window.demoTracker.push({event:"add_to_cart"});}return f.apply(this,arguments);};})();</script>';
+
+function skimmerTag(port) {
+  // skimmer_dynamic: a compromised tag loads a "collector" from another origin at run time.
+  return '<script>(function(){var s=document.createElement("script");' +
+    `s.src="http://localhost:${port}/__storewatch_test/collect.js";document.head.appendChild(s);})();</script>`;
+}
+
+function injectJsFaults(req, res, f, port) {
+  const url = req.url || '/';
+  if (f.js_bundle && /^\/assets\/frontStore\/.*\.js(\?|$)/.test(url)) {
+    rewriteBody(req, res, (buf) => buf.subarray(0, Math.floor(buf.length * 2 / 3)));
+    return;
+  }
+  const skim = f.skimmer_dynamic && /^\/(cart|checkout)(\/|\?|$)/.test(url);
+  if (!f.js_error && !skim) return;
+  rewriteBody(req, res, (buf, type) => {
+    if (!type.includes('text/html')) return buf;
+    const tags = (f.js_error ? JS_ERROR_TAG : '') + (skim ? skimmerTag(port) : '');
+    return Buffer.from(buf.toString('utf8').replace(/<head>/, '<head>' + tags), 'utf8');
+  });
 }
 
 const originalEmit = http.Server.prototype.emit;
@@ -141,7 +178,15 @@ http.Server.prototype.emit = function emit(event, req, res) {
     fail(res, 500, 'SQLSTATE[HY000]: General error: 5 database is locked');
     return true;
   }
+  if (url.startsWith('/__storewatch_test/collect.js')) {
+    res.writeHead(200, { 'Content-Type': 'text/javascript' });
+    res.end('window.__collected = [];');
+    return true;
+  }
   const run = () => {
+    if (f.js_bundle || f.js_error || f.skimmer_dynamic) {
+      injectJsFaults(req, res, f, (this.address() || {}).port);
+    }
     if (f.checkout_500 && (/^\/checkout(\/|\?|$)/.test(url) ||
         (req.method === 'POST' && url.startsWith('/api/cart')))) {
       fail(res, 500, 'Internal Server Error');

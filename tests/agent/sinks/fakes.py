@@ -137,6 +137,7 @@ class FakeJira(FakeTracker):
         self.on("GET", r"/rest/api/3/issue/(?P<key>[A-Z]+-\d+)/transitions", self.transitions)
         self.on("POST", r"/rest/api/3/issue/(?P<key>[A-Z]+-\d+)/transitions", self.transition)
         self.on("GET", r"/rest/api/3/issue/(?P<key>[A-Z]+-\d+)", self.read)
+        self.on("POST", r"/rest/api/3/issue/(?P<key>[A-Z]+-\d+)/attachments", self.attach)
 
     def create(self, request: httpx.Request) -> httpx.Response:
         fields = body(request)["fields"]
@@ -191,6 +192,18 @@ class FakeJira(FakeTracker):
         ticket.state = "resolved"
         ticket.comments.append(json.dumps(sent["update"]["comment"][0]["add"]["body"]))
         return httpx.Response(204)
+
+    def attach(self, request: httpx.Request, key: str) -> httpx.Response:
+        """Multipart field ``file``; without ``X-Atlassian-Token: no-check`` Jira answers 403."""
+        if request.headers.get("x-atlassian-token") != "no-check":
+            return httpx.Response(403, text="XSRF check failed")
+        match = re.search(rb'name="file"; filename="([^"]+)"\r\nContent-Type: ([^\r]+)\r\n\r\n',
+                          request.content)
+        if key not in self.tickets or match is None:
+            return httpx.Response(400, json={"errorMessages": ["no file"]})
+        self.tickets[key].data.setdefault("attachments", []).append(match.group(1).decode())
+        return httpx.Response(200, json=[{"id": "10100", "filename": match.group(1).decode(),
+                                          "mimeType": match.group(2).decode()}])
 
     def read(self, request: httpx.Request, key: str) -> httpx.Response:
         category = "done" if self.tickets[key].state == "resolved" else "new"

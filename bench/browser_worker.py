@@ -1,0 +1,181 @@
+"""One bench process: N journeys of one kind against the JS demo store, then a JSON line.
+
+``python -m bench.browser_worker MODE URL N [PAGES] [SECONDS]``; MODE is ``agent`` (the browser
+check through the agent's probe and shared runtime), ``http`` (the same journey as HTTP steps)
+or ``bare`` (a plain Playwright script doing the journey). PAGES journeys run at once; with
+SECONDS the worker runs journeys back to back for that long instead of N. A sampler thread
+reads the PSS of this process's whole tree (``smaps_rollup``) every ``$BENCH_PSS_INTERVAL`` s
+(default 0.1; 0: no sampler, for CPU runs: reading smaps_rollup costs CPU itself). The caller
+measures CPU with ``RUSAGE_CHILDREN`` around this process (the whole tree is reaped into it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.browser.runtime import BrowserRuntime, close_shared_runtime, tree_memory
+from agent.config.schema import Config
+from agent.httpclient import HttpClients
+from agent.probes import PROBES
+from agent.probes.base import ProbeContext, run_guarded
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "examples" / "demo-browser.yaml"
+CHROMIUM = "/usr/bin/chromium"
+SKU = "DS-TEST-SKU"
+
+HTTP_STEPS: list[dict[str, Any]] = [
+    {"name": "home", "path": "/"},
+    {"name": "products", "path": "/api/products",
+     "expect": {"count": [{"json": "$.products[*]", "min": 1}]}},
+    {"name": "add-to-cart", "method": "POST", "path": "/api/cart/add",
+     "json": {"sku": SKU, "qty": 1}, "expect": {"json": [{"path": "$.items_qty", "min": 1}]}},
+    {"name": "cart", "path": "/cart"},
+    {"name": "cart-api", "path": "/api/cart",
+     "expect": {"count": [{"json": "$.lines[*]", "min": 1}]}},
+    {"name": "checkout", "path": "/checkout"},
+    {"name": "checkout-api", "path": "/api/checkout",
+     "expect": {"count": [{"json": "$.payment[*]", "min": 1}]}},
+]
+
+
+class PeakPss:
+    """Samples the PSS of this process tree until stopped; keeps the peak and the samples."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.peak = 0
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if interval > 0:
+            self._thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(self.interval):
+            pss = tree_memory(os.getpid()).pss
+            self.peak = max(self.peak, pss)
+            self.samples.append((time.monotonic() - start, pss))
+
+    def stop(self) -> None:
+        """End sampling."""
+        self._stop.set()
+        if self.interval > 0:
+            self._thread.join()
+
+
+def _config(url: str, mode: str, pages: int) -> Config:
+    import yaml
+
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    site = raw["sites"][0]
+    site["base_url"] = url
+    journey = next(c for c in site["checks"] if c["name"] == "journey")
+    if mode == "http":
+        site["checks"] = [{"name": "journey", "type": "checkout", "steps": HTTP_STEPS}]
+    else:
+        site["checks"] = [journey]
+    raw["agent"] = {"state_dir": "/nonexistent-bench-state",
+                    "browser": {"executable_path": CHROMIUM, "max_pages": pages}}
+    return Config.model_validate(raw)
+
+
+async def _agent(url: str, mode: str, n: int, pages: int, seconds: float) -> dict[str, Any]:
+    from agent.browser import runtime as rt
+
+    config = _config(url, mode, pages)
+    rt.configure(config.agent.browser)
+    site = config.sites[0]
+    spec = site.checks[0]
+    clients = HttpClients("storewatch-bench")
+    ctx = ProbeContext(clients, site, 60.0)
+    done = failed = 0
+    per_journey: list[float] = []
+    end = time.monotonic() + seconds if seconds else None
+
+    async def one() -> None:
+        nonlocal done, failed
+        start = time.perf_counter()
+        result = await run_guarded(PROBES[spec.type], spec, ctx)
+        per_journey.append(time.perf_counter() - start)
+        done += 1
+        failed += int(not result.success)
+
+    async def lane(count: int) -> None:
+        for _ in range(count):
+            await one()
+        while end is not None and time.monotonic() < end:
+            await one()
+
+    per_lane = 0 if seconds else max(1, n // pages)
+    await asyncio.gather(*(lane(per_lane) for _ in range(pages)))
+    runtime: BrowserRuntime | None = rt._shared
+    restarts = dict(runtime.restarts) if runtime is not None else {}
+    await close_shared_runtime()
+    await clients.aclose()
+    return {"journeys": done, "failed": failed, "restarts": restarts,
+            "journey_s": sorted(per_journey)[len(per_journey) // 2] if per_journey else 0.0}
+
+
+async def _bare(url: str, n: int, pages: int) -> dict[str, Any]:
+    """The journey as a plain Playwright script: what anyone would write by hand."""
+    from playwright.async_api import async_playwright
+
+    done = 0
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                          args=["--no-sandbox", "--disable-gpu"])
+
+        async def journey() -> None:
+            nonlocal done
+            context = await browser.new_context()
+            page = await context.new_page()
+            await page.goto(url + "/")
+            button = page.locator(f"li.product-item[data-sku='{SKU}'] button.tocart")
+            await button.click()
+            await page.get_by_text("to your shopping cart").wait_for()
+            await page.goto(url + "/cart")
+            await page.locator("tr.cart-item").first.wait_for()
+            await page.locator("a.action.checkout").click()
+            await page.locator(".payment-method").first.wait_for()
+            await context.close()
+            done += 1
+
+        async def lane(count: int) -> None:
+            for _ in range(count):
+                await journey()
+
+        await asyncio.gather(*(lane(max(1, n // pages)) for _ in range(pages)))
+        await browser.close()
+    return {"journeys": done, "failed": 0, "restarts": {}}
+
+
+def main() -> None:
+    mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    pages = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    seconds = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    sampler = PeakPss(float(os.environ.get("BENCH_PSS_INTERVAL", "0.1")))
+    start = time.perf_counter()
+    if mode == "bare":
+        out = asyncio.run(_bare(url, n, pages))
+    else:
+        out = asyncio.run(_agent(url, mode, n, pages, seconds))
+    out["wall_s"] = time.perf_counter() - start
+    sampler.stop()
+    own = os.times()
+    out["self_cpu_s"] = own.user + own.system
+    out["peak_pss"] = sampler.peak
+    out["pss_samples"] = sampler.samples[:: max(1, len(sampler.samples) // 400)]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
