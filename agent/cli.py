@@ -64,6 +64,11 @@ FAULT_MEANINGS = {
     "corrupt": "pages answer 200 with platform error text",
     "skimmer": "an unknown third-party script on cart and checkout",
     "reviews": "the review endpoint fails",
+    "fragile": "more than 2 requests at once get HTTP 500 'database is locked'",
+    "js_bundle": "(--js) the shop's JavaScript bundle is broken; the HTML stays 200",
+    "js_error": "(--js) add to cart throws in the browser before its request",
+    "skimmer_dynamic": "(--js) a tag script injects a foreign script on cart and checkout",
+    "slow_render": "(--js) the home page's client-side catalog paints late",
 }
 """What each demo store fault does (the names come from the store itself)."""
 

@@ -30,7 +30,7 @@ from agent.config.loader import load_config
 from agent.config.schema import Config, HostSettings, PlannedCheck, split_listen
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
-from agent.host import HostMonitor
+from agent.host.monitor import HostMonitor
 from agent.httpclient import HttpClients
 from agent.incident_service import IncidentService
 from agent.metrics.collectors import AgentMetrics

@@ -1,7 +1,10 @@
-"""The server the agent runs on: resources, service groups, mail queue and heartbeat."""
+"""The server the agent runs on: resources, service groups, mail queue and heartbeat.
+
+``agent.host.monitor.HostMonitor`` runs them as scheduler jobs; the package itself imports
+nothing, so the metrics collectors can use ``agent.host.assess`` without pulling in the
+scheduler (which imports the collectors).
+"""
 
 from __future__ import annotations
 
-from agent.host.monitor import HostMonitor
-
-__all__ = ["HostMonitor"]
+__all__: list[str] = []

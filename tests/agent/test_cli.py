@@ -134,7 +134,8 @@ def test_check_leaves_the_checkout_alone(demo_store: tuple[str, object]) -> None
     before = (ROOT / "state").exists()
     storewatch("check", "-c", str(DEMO_CONFIG), "--site", "demo", env={"STOREWATCH_DEMO_URL": url})
     assert (ROOT / "state").exists() == before
-    assert (Path(os.environ["STOREWATCH_STATE_DIR"]) / "baselines.db").exists()
+    # check writes baselines only into a --state-dir given on its command line
+    assert not (Path(os.environ["STOREWATCH_STATE_DIR"]) / "baselines.db").exists()
 
 
 def test_validate_ok() -> None:

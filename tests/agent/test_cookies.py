@@ -139,7 +139,8 @@ class ResolvingClients(HttpClients):
         self._resolving = httpx.AsyncClient(transport=ResolvingTransport(port, hosts),
                                             follow_redirects=False, trust_env=False)
 
-    def get(self, *, verify: bool = True, ca_file: Any = None) -> httpx.AsyncClient:
+    def get(self, *, verify: bool = True, ca_file: Any = None,
+            proxy: str | None = None) -> httpx.AsyncClient:
         return self._resolving
 
     async def aclose(self) -> None:
