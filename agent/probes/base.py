@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -44,7 +45,7 @@ class ProbeResult:
 
 
 class RunClock:
-    """A run's deadline, moved back while the run waits for the site's request slots (time
+    """A run's deadline, stopped while the run waits for the site's request slots (time
     queued behind other checks is not the check's own)."""
 
     def __init__(self) -> None:
@@ -54,12 +55,22 @@ class RunClock:
         """The deadline ``run_guarded`` enforces for this run."""
         self._timeout = timeout
 
-    def extend(self, seconds: float) -> None:
-        """Move the deadline back by ``seconds``."""
-        when = self._timeout.when() if self._timeout is not None else None
-        if when is not None and seconds > 0:
-            assert self._timeout is not None
-            self._timeout.reschedule(when + seconds)
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """Stop the deadline for the body (a wait for a slot), then move it back by as long
+        as the body took: a long queue can never cancel the run while it waits."""
+        timeout = self._timeout
+        when = timeout.when() if timeout is not None else None
+        if timeout is None or when is None:
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        paused_at = loop.time()
+        timeout.reschedule(None)
+        try:
+            yield
+        finally:
+            timeout.reschedule(when + (loop.time() - paused_at))
 
 
 @dataclass(frozen=True, slots=True)

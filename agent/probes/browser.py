@@ -7,6 +7,7 @@ the check's deadline; a browser that cannot be started is the agent's problem, n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -32,8 +33,9 @@ async def probe_browser(spec: BrowserCheck, ctx: ProbeContext) -> ProbeResult:
     try:
         # one of the site's request slots for the whole journey: a browser shares the
         # per-site politeness limit of the HTTP checks (waiting for it is not the shop's time)
-        async with gate.slot(CHECK_PRIORITY) as waited:
-            ctx.clock.extend(waited)
+        async with contextlib.AsyncExitStack() as held:
+            async with ctx.clock.paused():  # the wait stops the run's deadline
+                waited = await held.enter_async_context(gate.slot(CHECK_PRIORITY))
             deadline = start + waited + ctx.timeout
             async with shared_runtime().journey_context() as context:
                 run = await run_journey(spec, ctx, context, deadline)

@@ -16,6 +16,7 @@ Every message names the configured limit and the page or step, never the time le
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 
@@ -59,11 +60,12 @@ class CheckRequests:
         it in the others). Never raises for the server's faults: timeouts come back naming the
         limit that ended them."""
         started = time.perf_counter()
-        async with self.gate.slot(self.priority) as waited:
-            if waited > 0:  # queued behind other requests to the site: not this check's time
+        async with contextlib.AsyncExitStack() as held:
+            async with self.clock.paused():  # queued behind other requests to the site
+                waited = await held.enter_async_context(self.gate.slot(self.priority))
+            if waited > 0:  # not this check's time: neither its budget nor its deadline
                 self.waited_s += waited
                 self.start += waited
-                self.clock.extend(waited)
                 started += waited
             grant = min(self.request_timeout, self.budget - self.spent())
             if grant < MIN_GRANT_S:

@@ -211,3 +211,30 @@ async def test_queueing_for_a_slot_does_not_use_the_checks_budget() -> None:
         await clients.aclose()
     assert [r.findings for r in results] == [(), ()]
     assert waited >= 0.4
+
+
+async def test_a_wait_longer_than_the_deadline_never_cancels_the_queued_check() -> None:
+    """max_in_flight 1, four checks of 0.6 s pages with a 1 s budget (deadline 1.5 s): the last
+    one queues ~1.8 s, longer than its whole deadline. The wait stops its deadline, so it is
+    neither cancelled nor reported (before: "did not finish by its deadline", the check's own
+    failure kind: a false checkout_broken L1 on a slow shop with several checks)."""
+    async def slow_page(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.6)
+        return web.Response(text="<html><main>ok</main></html>", content_type="text/html")
+
+    names = ["a", "b", "c", "d"]
+    clients = HttpClients("storewatch-test")
+    try:
+        async with serve({f"/{n}": slow_page for n in names}) as url:
+            cfg = Config.model_validate({"sites": [{
+                "name": "shop", "base_url": url, "max_in_flight": 1, "checks": [
+                    {"name": n, "path": f"/{n}", "role": "page"} for n in names]}]})
+            site = cfg.sites[0]
+            results = await asyncio.gather(*(
+                run_guarded(PROBES["availability"], spec, ProbeContext(clients, site, 1.0))
+                for spec in site.checks))
+        waited = clients.politeness.waited_seconds()["shop"]
+    finally:
+        await clients.aclose()
+    assert [r.findings for r in results] == [(), (), (), ()]
+    assert waited >= 1.5
