@@ -46,31 +46,47 @@ class ProbeResult:
 
 class RunClock:
     """A run's deadline, stopped while the run waits for the site's request slots (time
-    queued behind other checks is not the check's own)."""
+    queued behind other checks is not the check's own); the check's budget is counted on the
+    same clock (``stopped_seconds``)."""
 
     def __init__(self) -> None:
         self._timeout: asyncio.Timeout | None = None
+        self._waiting = 0
+        self._stopped_at = 0.0
+        self._stopped_s = 0.0
+        self._deadline: float | None = None
 
     def bind(self, timeout: asyncio.Timeout) -> None:
         """The deadline ``run_guarded`` enforces for this run."""
         self._timeout = timeout
+        self._deadline = timeout.when()
+
+    def stopped_seconds(self) -> float:
+        """How long this run's clock has been stopped so far (waits for slots)."""
+        if self._waiting:
+            return self._stopped_s + (time.perf_counter() - self._stopped_at)
+        return self._stopped_s
 
     @contextlib.asynccontextmanager
     async def paused(self) -> AsyncIterator[None]:
-        """Stop the deadline for the body (a wait for a slot), then move it back by as long
-        as the body took: a long queue can never cancel the run while it waits."""
-        timeout = self._timeout
-        when = timeout.when() if timeout is not None else None
-        if timeout is None or when is None:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        paused_at = loop.time()
-        timeout.reschedule(None)
+        """Stop the clock for the body (a wait for a slot); the deadline moves back by as long
+        as it was stopped, so a long queue never cancels the run while it waits. Concurrent
+        waits of one run (a check fetching assets in parallel) stop it once, from the first
+        wait to the last."""
+        if self._waiting == 0:
+            self._stopped_at = time.perf_counter()
+            if self._timeout is not None and self._deadline is not None:
+                self._timeout.reschedule(None)
+        self._waiting += 1
         try:
             yield
         finally:
-            timeout.reschedule(when + (loop.time() - paused_at))
+            self._waiting -= 1
+            if self._waiting == 0:
+                stopped = time.perf_counter() - self._stopped_at
+                self._stopped_s += stopped
+                if self._timeout is not None and self._deadline is not None:
+                    self._timeout.reschedule(self._deadline + self._stopped_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,11 +46,13 @@ class CheckRequests:
         self.max_body_bytes = max_body_bytes
         self.max_redirects = max_redirects
         self.start = time.perf_counter()
+        self._stopped0 = self.clock.stopped_seconds()
         self.waited_s = 0.0
 
     def spent(self) -> float:
-        """Seconds of the budget used so far."""
-        return time.perf_counter() - self.start
+        """Seconds of the budget used so far: the run's time less its waits for slots (the
+        run's clock, which its deadline follows too)."""
+        return time.perf_counter() - self.start - (self.clock.stopped_seconds() - self._stopped0)
 
     async def fetch(self, url: str, *, where: str, method: str = "GET",
                     headers: Mapping[str, str] | None = None, content: bytes | None = None,
@@ -65,25 +67,25 @@ class CheckRequests:
                 waited = await held.enter_async_context(self.gate.slot(self.priority))
             if waited > 0:  # not this check's time: neither its budget nor its deadline
                 self.waited_s += waited
-                self.start += waited
                 started += waited
-            grant = min(self.request_timeout, self.budget - self.spent())
+            before = self.spent()
+            grant = min(self.request_timeout, self.budget - before)
             if grant < MIN_GRANT_S:
-                return self._out_of_budget(url, where, started, sent=False)
+                return self._out_of_budget(url, where, started, before, sent=False)
             outcome = await fetch(
                 self.client, url, method=method, headers=headers, content=content,
                 timeout=grant, max_body_bytes=max_body_bytes or self.max_body_bytes,
                 max_redirects=self.max_redirects, cookies=cookies)
         if isinstance(outcome, FetchError) and outcome.failure is FetchFailure.TIMEOUT:
             if grant < self.request_timeout - _BUDGET_SLACK_S:
-                return self._out_of_budget(outcome.url, where, started, sent=True)
+                return self._out_of_budget(outcome.url, where, started, before, sent=True)
             return FetchError(FetchFailure.TIMEOUT,
                               f"no complete response within the request timeout of "
                               f"{self.request_timeout:g}s", outcome.url, outcome.elapsed_s)
         return outcome
 
-    def _out_of_budget(self, url: str, where: str, started: float, *, sent: bool) -> FetchError:
-        before = started - self.start
+    def _out_of_budget(self, url: str, where: str, started: float, before: float, *,
+                       sent: bool) -> FetchError:
         what = "before it answered" if sent else "before it could be sent"
         return FetchError(FetchFailure.BUDGET,
                           f"{where}: check budget {self.budget:g}s (timeout) used up {what} "

@@ -238,3 +238,23 @@ async def test_a_wait_longer_than_the_deadline_never_cancels_the_queued_check() 
         await clients.aclose()
     assert [r.findings for r in results] == [(), (), (), ()]
     assert waited >= 1.5
+
+
+@pytest.mark.slow
+async def test_a_slow_shop_with_every_check_queued_gives_only_slow_response(
+        store: DemoStore) -> None:
+    """The demo's own pace (4 s budget) on a shop answering each request after 1.5 s, with every
+    check of the site run at once behind the default 2 slots: queued checks (the integrity
+    check's parallel asset fetches among them) are never cancelled by their deadline, so no
+    checkout_broken L1 or partial_outage L2 appears; the only kind is slow_response."""
+    store.slow_delay_s = 1.5
+    store.set_faults(["slow"])
+    cfg = fragile_config(store.url)
+    cfg = cfg.model_copy(update={"defaults": cfg.defaults.model_copy(
+        update={"interval": 5.0, "timeout": 4.0})})
+    observations = await check_once(cfg)
+    findings = [f for o in observations for f in o.result.findings]
+    assert findings, "the slow fault must show"
+    assert {f.kind.value for f in findings} == {"slow_response"}, [
+        (f.check, f.summary) for f in findings]
+    assert not [f for f in findings if "deadline" in f.summary]
