@@ -117,9 +117,15 @@ async def _gzip_bomb(server: HostileServer, w: Writer) -> None:
     await _stream_bytes(w, body)
 
 
+@cache
+def gzip_bomb_nested() -> bytes:
+    """The bomb gzipped again: 2 KB on the wire, 1 GiB out."""
+    return _gzip(gzip_bomb())
+
+
 async def _gzip_bomb_nested(server: HostileServer, w: Writer) -> None:
     """The bomb gzipped again (``Content-Encoding: gzip, gzip``): 2 KB on the wire, 1 GiB out."""
-    body = _gzip(gzip_bomb())
+    body = gzip_bomb_nested()
     w.write(_head(Content_Encoding="gzip, gzip", Content_Length=len(body)))
     await _stream_bytes(w, body)
 
@@ -299,6 +305,9 @@ class HostileServer:
 
 async def start_hostile(tls: dict[str, ssl.SSLContext] | None = None) -> HostileServer:
     """Serve every endpoint on 127.0.0.1 (plain) and one TLS listener per ``tls`` entry."""
+    # the bombs are built before serving: built on first request, inside the server's loop,
+    # they took the probe's whole 1 s timeout on a loaded machine (site_down, not a bomb)
+    await asyncio.to_thread(gzip_bomb_nested)
     hostile = HostileServer()
     plain = await asyncio.start_server(hostile._serve, "127.0.0.1", 0)
     hostile._servers.append(plain)
