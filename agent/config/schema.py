@@ -6,6 +6,7 @@ The loader (agent/config/loader.py) maps every validation error to ``file:line: 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -475,21 +476,11 @@ class StepsCheck(StrictModel):
     def _steps_or_recipe(self) -> StepsCheck:
         if bool(self.steps) == (self.recipe is not None):
             raise ValueError("give either steps or recipe")
-        known = set(self.vars)
-        names: set[str] = set()
-        for i, step in enumerate(self.steps):
-            if step.name in names:
-                raise ValueErrorAt(("steps", i, "name"), f"duplicate step name '{step.name}'")
-            names.add(step.name)
-            missing = sorted(step.variables_used() - known)
-            if missing:
-                raise ValueErrorAt(("steps", i), f"variable '{missing[0]}' is not set by vars "
-                                   "or by an earlier step's extract")
-            known |= set(step.extract)
+        _check_step_names_and_variables(self.steps, set(self.vars))
         for field_name in ("payment", "shipping"):
             methods = getattr(self, field_name)
             if methods is not None and methods.step is not None and self.steps and \
-                    methods.step not in names:
+                    methods.step not in {s.name for s in self.steps}:
                 raise ValueErrorAt((field_name, "step"), f"no step named '{methods.step}'")
         return self
 
@@ -842,17 +833,7 @@ class BrowserCheck(StrictModel):
 
     @model_validator(mode="after")
     def _variables(self) -> BrowserCheck:
-        known = set(self.vars)
-        names: set[str] = set()
-        for i, step in enumerate(self.steps):
-            if step.name in names:
-                raise ValueErrorAt(("steps", i, "name"), f"duplicate step name '{step.name}'")
-            names.add(step.name)
-            missing = sorted(step.variables_used() - known)
-            if missing:
-                raise ValueErrorAt(("steps", i), f"variable '{missing[0]}' is not set by vars "
-                                   "or by an earlier step's extract")
-            known |= set(step.extract)
+        _check_step_names_and_variables(self.steps, set(self.vars))
         if self.steps[0].goto is None:
             raise ValueErrorAt(("steps", 0), "the first step must be a goto")
         return self
@@ -1329,6 +1310,21 @@ def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
     request_timeout = _first_set(check.request_timeout, site.request_timeout,
                                  config.defaults.request_timeout)
     return PlannedCheck(site, check, interval, timeout, min(request_timeout, timeout))
+
+
+def _check_step_names_and_variables(steps: Sequence[Step | BrowserStep], known: set[str]) -> None:
+    """Step names are unique and every ``{{ variable }}`` a step uses is set by ``vars``
+    (``known``) or by an earlier step's ``extract`` (checkout and browser journeys alike)."""
+    names: set[str] = set()
+    for i, step in enumerate(steps):
+        if step.name in names:
+            raise ValueErrorAt(("steps", i, "name"), f"duplicate step name '{step.name}'")
+        names.add(step.name)
+        missing = sorted(step.variables_used() - known)
+        if missing:
+            raise ValueErrorAt(("steps", i), f"variable '{missing[0]}' is not set by vars "
+                               "or by an earlier step's extract")
+        known |= set(step.extract)
 
 
 def _first_set(*values: float | None) -> float:
