@@ -43,7 +43,7 @@ from agent import __version__
 from agent.config.schema import DEFAULT_CONFIG_PATH, Config
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
-from agent.incident_cli import add_parsers, command_help
+from agent.incidents.cli import add_parsers, command_help
 from agent.logs import LOG_FORMATS, setup_logging
 
 EXIT_OK = 0
@@ -271,7 +271,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_demo(duration=args.duration, store_port=args.store_port,
                             listen=args.listen, config_path=args.config)
         case "incidents" | "tickets" | "silence":
-            from agent.incident_cli import dispatch
+            from agent.incidents.cli import dispatch
 
             return dispatch(args)
         case "demo-store":

@@ -43,7 +43,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agent.baselines import BaselineStore
 from agent.config.schema import Config, PlannedCheck
 from agent.httpclient import HttpClients
 from agent.metrics import catalog as c
@@ -52,6 +51,7 @@ from agent.pipeline import Classifier, LatestResults, Observation
 from agent.politeness import first_run_offset
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
+from agent.state.baselines import BaselineStore
 
 log = logging.getLogger(__name__)
 

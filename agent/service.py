@@ -25,14 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.baselines import BaselineStore
 from agent.config.loader import load_config
 from agent.config.schema import Config, HostSettings, PlannedCheck, split_listen
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
 from agent.host.monitor import HostMonitor
 from agent.httpclient import HttpClients
-from agent.incident_service import IncidentService
+from agent.incidents.service import IncidentService
 from agent.metrics.collectors import AgentMetrics
 from agent.metrics.incidents import IncidentMetrics
 from agent.metrics.server import MetricsServer
@@ -41,8 +40,9 @@ from agent.pipeline import Classifier, LatestResults, Observation
 from agent.politeness import stagger
 from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
-from agent.state_health import StateHealth
-from agent.store import db_path
+from agent.state.baselines import BaselineStore
+from agent.state.health import StateHealth
+from agent.state.store import db_path
 from agent.systemd import Notifier
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,7 @@ The loader (agent/config/loader.py) maps every validation error to ``file:line: 
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -81,6 +82,12 @@ def split_listen(value: str) -> tuple[str, int]:
 class AgentSettings(StrictModel):
     """Settings of the agent process itself."""
 
+    name: str = Field(default_factory=lambda: socket.gethostname() or "storewatch",
+                      min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """This agent in a fleet (default: the host name); on its requests, metrics and incidents."""
+    location: str | None = Field(default=None, min_length=1, max_length=64,
+                                 pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    """Where the agent probes from (e.g. ``fra``), for confirmation across locations."""
     listen: str = DEFAULT_LISTEN
     state_dir: Path = Path("/var/lib/storewatch")
     concurrency: int = Field(default=50, ge=1, le=10_000)

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent.metrics import catalog as c
-from agent.store import connect, dead_letters_of, open_counts_of, pending_stats_of
+from agent.state.store import connect, dead_letters_of, open_counts_of, pending_stats_of
 
 log = logging.getLogger(__name__)
 

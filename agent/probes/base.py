@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from agent.baselines import BaselineStore
 from agent.config.schema import CheckSpec, Site
 from agent.httpclient import HttpClients
+from agent.state.baselines import BaselineStore
 from classifier import Evidence, Finding, FindingKind
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from agent.config.secrets import scrub
 from agent.errors import PermanentSinkError, RetryableSinkError, StateError
 from agent.sinks.base import EventKind, TicketEvent, TicketRef, TicketSink
 from agent.sinks.render import SiteInfo, incident_view
-from agent.state_health import StateHealth, is_state_error
-from agent.store import OutboxEntry, Store
-from agent.store_thread import StoreThread, run_inline
+from agent.state.health import StateHealth, is_state_error
+from agent.state.store import OutboxEntry, Store
+from agent.state.thread import StoreThread, run_inline
 from classifier import Level
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from datetime import datetime
 from agent.config.durations import format_duration
 from agent.config.secrets import scrub
 from agent.sinks.base import IncidentState, IncidentView
-from agent.store import IncidentRecord, iso
+from agent.state.store import IncidentRecord, iso
 from classifier import Level, Plan, priority_rank
 
 DASHBOARD_FIELDS = frozenset({"site", "check", "kind", "incident", "fingerprint"})

@@ -24,8 +24,8 @@ from agent.errors import SinkError, StateError
 from agent.sinks.base import EventKind, PeriodicResend, TicketEvent, TicketRef, TicketSink
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import incident_view
-from agent.state_health import is_state_error
-from agent.store import IncidentRecord
+from agent.state.health import is_state_error
+from agent.state.store import IncidentRecord
 from classifier.lifecycle import Phase
 
 log = logging.getLogger(__name__)

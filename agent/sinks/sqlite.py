@@ -17,7 +17,7 @@ from typing import Literal
 from agent.sinks.base import IncidentView, SinkBuildContext, TicketEvent, TicketRef
 from agent.sinks.config import SinkModel
 from agent.sinks.render import resolution_text
-from agent.store import connect, db_path, immediate, ts
+from agent.state.store import connect, db_path, immediate, ts
 
 
 class SqliteSinkConfig(SinkModel):

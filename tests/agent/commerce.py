@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.baselines import BaselineStore
 from agent.config.schema import Config
 from agent.httpclient import HttpClients
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
+from agent.state.baselines import BaselineStore
 from classifier import FindingKind
 
 

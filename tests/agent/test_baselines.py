@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.baselines import FILENAME, KEEP_COUNTS, SCHEMA_VERSION, BaselineStore
+from agent.state.baselines import FILENAME, KEEP_COUNTS, SCHEMA_VERSION, BaselineStore
 
 
 def test_created_with_wal_and_schema_version(tmp_path: Path) -> None:
@@ -62,4 +62,4 @@ def test_state_dir_that_is_a_file_gives_none(tmp_path: Path,
     blocker.write_text("not a directory")
     with caplog.at_level(logging.WARNING):
         assert BaselineStore.open(blocker) is None
-    assert [r.name for r in caplog.records] == ["agent.baselines"]
+    assert [r.name for r in caplog.records] == ["agent.state.baselines"]

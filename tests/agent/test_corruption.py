@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.baselines import FILENAME, BaselineStore
 from agent.config.schema import Config
 from agent.demo.storefront import DemoStore
 from agent.httpclient import HttpClients
 from agent.probes.content import error_signature, template_leak
 from agent.service import check_once
+from agent.state.baselines import FILENAME, BaselineStore
 from classifier import FindingKind
 from tests.agent.commerce import kinds, run_check
 from tests.agent.servers import serve

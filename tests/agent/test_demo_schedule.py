@@ -7,7 +7,7 @@ from __future__ import annotations
 from agent.config.loader import load_config
 from agent.config.schema import Config
 from agent.demo.scenario import FAULT_CHECKS, SCHEDULE, bundled_config
-from agent.incidents import policy_for
+from agent.incidents.engine import policy_for
 from classifier import Level
 
 LEVELS = {"down": Level.L1, "checkout": Level.L1, "catalog": Level.L2, "search": Level.L3,

@@ -13,7 +13,7 @@ from agent.sinks.base import SinkBuildContext
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
 from agent.sinks.sqlite import SqliteSink
-from agent.store import Store, db_path
+from agent.state.store import Store, db_path
 from classifier import FindingKind as K
 from tests.agent.test_incident_engine import Harness, make_config
 from tests.conftest import storewatch

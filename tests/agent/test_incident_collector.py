@@ -10,7 +10,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.metrics.incidents import IncidentMetrics
-from agent.store import Store, db_path
+from agent.state.store import Store, db_path
 
 
 def value(registry: CollectorRegistry, name: str) -> float | None:

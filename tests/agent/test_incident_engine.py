@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from agent.config.schema import Config
-from agent.incidents import IncidentEngine, manual_resolve, route
+from agent.incidents.engine import IncidentEngine, manual_resolve, route
 from agent.pipeline import Classifier, Observation
 from agent.probes.base import ProbeResult
-from agent.store import OutboxState, Store, db_path
+from agent.state.store import OutboxState, Store, db_path
 from classifier import Evidence, Finding, FindingKind, Level, Phase
 
 K = FindingKind
@@ -282,7 +282,7 @@ def test_a_broken_checkout_makes_payment_and_shipping_findings_related(
 
 def test_a_pending_incident_that_passes_is_listed_as_discarded(
         harness: Harness, tmp_path: Path) -> None:
-    from agent.incident_cli import incident_json, shown_state
+    from agent.incidents.cli import incident_json, shown_state
 
     harness.run("category", K.PAGE_CORRUPTED)
     harness.run("category")

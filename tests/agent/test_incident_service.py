@@ -17,19 +17,19 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-import agent.incident_service
+import agent.incidents.service
 from agent.config.schema import Config
 from agent.demo.storefront import DemoStore
 from agent.errors import StateError
 from agent.httpclient import HttpClients
-from agent.incident_service import IncidentService
-from agent.incidents import IncidentEngine
+from agent.incidents.engine import IncidentEngine
+from agent.incidents.service import IncidentService
 from agent.metrics.incidents import IncidentMetrics
 from agent.pipeline import Classifier, Observation
 from agent.probes.base import ProbeResult
 from agent.service import Agent
-from agent.state_health import StateHealth
-from agent.store import db_path
+from agent.state.health import StateHealth
+from agent.state.store import db_path
 from classifier import Evidence, Finding, FindingKind
 from tests.agent.test_incidents_e2e import wait_for
 
@@ -100,7 +100,7 @@ def assert_consumer_alive(service: IncidentService) -> None:
 async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
         harness: Harness, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(agent.incident_service, "REOPEN_SECONDS", 0.0)
+    monkeypatch.setattr(agent.incidents.service, "REOPEN_SECONDS", 0.0)
     harness.state.write_text("a regular file where the state directory should be\n")
     service = harness.start()
     service.start()
@@ -109,14 +109,14 @@ async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
     assert incidents(harness.state) == []  # not saved: there is no store
     harness.state.unlink()  # the state directory can be made now ...
     failures = [StateError("cannot open the incident store: database is locked")]
-    real = agent.incident_service.build_sink
+    real = agent.incidents.service.build_sink
 
     def flaky(*args: Any) -> Any:  # ... but the sink fails to build on the first reopen
         if failures:
             raise failures.pop()
         return real(*args)
 
-    monkeypatch.setattr(agent.incident_service, "build_sink", flaky)
+    monkeypatch.setattr(agent.incidents.service, "build_sink", flaky)
     caplog.set_level(logging.INFO, logger="agent")
     service.submit(observation(harness.config, "page-0", FindingKind.SITE_DOWN))
     await wait_for("the failed reopen", lambda: not failures and service._queue.empty(), 10)
@@ -127,7 +127,7 @@ async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
                            lambda: incidents(harness.state), 20)
     assert found == [("page-1", "site_down")]  # one incident per (site, kind)
     errors = [r for r in caplog.records
-              if r.levelno >= logging.ERROR and r.name == "agent.incident_service"]
+              if r.levelno >= logging.ERROR and r.name == "agent.incidents.service"]
     assert [r.getMessage() for r in errors] == [
         "cannot build the ticket sinks; retrying with backoff"]
     assert errors[0].exc_info is not None  # logged once, with what failed
@@ -138,7 +138,7 @@ async def test_the_consumer_survives_a_sink_build_failing_on_reopen(
 async def test_an_engine_bug_is_logged_once_counted_and_the_observation_retried(
         harness: Harness, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(agent.incident_service, "RETRY_BASE_SECONDS", 0.01, raising=False)
+    monkeypatch.setattr(agent.incidents.service, "RETRY_BASE_SECONDS", 0.01, raising=False)
     real = IncidentEngine.handle
     bugs = [RuntimeError("bug"), KeyError("bug")]
 

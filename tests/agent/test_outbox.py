@@ -20,7 +20,7 @@ from agent.sinks.base import IncidentView, SinkBuildContext, TicketEvent, Ticket
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo, incident_view, resolution_text
 from agent.sinks.sqlite import SqliteSink
-from agent.store import OutboxState, Store, db_path
+from agent.state.store import OutboxState, Store, db_path
 from classifier import Evidence, FindingKind, Level, Phase, Plan
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from agent.baselines import BaselineStore
 from agent.demo.storefront import DemoStore
 from agent.httpclient import HttpClients
+from agent.state.baselines import BaselineStore
 from classifier import FindingKind
 from tests.agent.commerce import kinds, one_check, run_check
 from tests.agent.servers import serve

@@ -177,7 +177,7 @@ def test_site_proxy_is_validated_with_its_line_and_its_password_is_a_secret() ->
 
 async def test_tracker_requests_honour_the_environment_proxy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.incident_service import IncidentService
+    from agent.incidents.service import IncidentService
 
     async def created(request: web.Request) -> web.StreamResponse:
         return web.json_response({"id": 1}, status=201)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import agent.incident_service
+import agent.incidents.service
 from agent.demo.storefront import DemoStore
 from agent.errors import StateError
 from agent.service import Agent, load
@@ -47,14 +47,14 @@ async def test_a_sink_failing_to_build_on_reload_keeps_the_old_config_whole(
     daemon, path = running
     before = (daemon.config, daemon.incidents.config, daemon.runner.classifier,
               daemon.incidents.outbox.sinks["local"], daemon.scheduler._planned)
-    real = agent.incident_service.build_sink
+    real = agent.incidents.service.build_sink
 
     def failing(config: Any, context: Any) -> Any:
         if context.name == "tracker":
             raise StateError("tracker: cannot open its state")
         return real(config, context)
 
-    monkeypatch.setattr(agent.incident_service, "build_sink", failing)
+    monkeypatch.setattr(agent.incidents.service, "build_sink", failing)
     write(path, store.url, tmp_path / "state", "2s", ["local", "tracker"])
     with caplog.at_level(logging.ERROR, logger="agent.service"):
         assert daemon.reload() is False
@@ -68,7 +68,7 @@ async def test_a_sink_failing_to_build_on_reload_keeps_the_old_config_whole(
         "storewatch_config_last_reload_successful") == 0.0
     assert daemon.scheduler._scheduler.get_job("shop/home").trigger.interval.total_seconds() == 1
 
-    monkeypatch.setattr(agent.incident_service, "build_sink", real)  # the cause is fixed
+    monkeypatch.setattr(agent.incidents.service, "build_sink", real)  # the cause is fixed
     assert daemon.reload() is True
     assert set(daemon.incidents.outbox.sinks) == {"local", "tracker"}
     assert daemon.scheduler._scheduler.get_job("shop/home").trigger.interval.total_seconds() == 2

@@ -32,11 +32,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from agent.config.schema import Config
 from agent.demo.storefront import DemoStore
 from agent.httpclient import HttpClients
-from agent.incident_service import IncidentService
+from agent.incidents.service import IncidentService
 from agent.pipeline import Classifier, Observation
 from agent.probes.base import ProbeResult
-from agent.state_health import StateHealth
-from agent.store import OutboxState
+from agent.state.health import StateHealth
+from agent.state.store import OutboxState
 from classifier import Evidence, Finding, FindingKind
 from tests.agent.test_incidents_e2e import Daemon, daemon, wait_for, write_config
 from tests.agent.test_metrics import parse

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import StateError
-from agent.store import MIGRATIONS, SCHEMA_VERSION, OutboxState, Store, db_path
+from agent.state.store import MIGRATIONS, SCHEMA_VERSION, OutboxState, Store, db_path
 from classifier import Evidence, FindingKind, Level, Phase, Track
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.baselines import BaselineStore
 from agent.browser.runtime import close_shared_runtime, configure
 from agent.config.schema import BrowserSettings
 from agent.demo.storefront import DemoStore, start_store
 from agent.httpclient import HttpClients
+from agent.state.baselines import BaselineStore
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.baselines import BaselineStore
 from agent.config.schema import Config
 from agent.demo.storefront import DemoStore
 from agent.httpclient import HttpClients
@@ -18,6 +17,7 @@ from agent.pipeline import Classifier
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
 from agent.service import load
+from agent.state.baselines import BaselineStore
 from classifier import FindingKind
 
 ROOT = Path(__file__).resolve().parents[2]

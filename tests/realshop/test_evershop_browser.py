@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.baselines import BaselineStore
 from agent.browser.runtime import close_shared_runtime, configure
 from agent.config.schema import BrowserSettings, Config
 from agent.httpclient import HttpClients
 from agent.pipeline import Classifier
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
+from agent.state.baselines import BaselineStore
 from classifier import FindingKind as K
 from tests.realshop.evershop import TEST_PRODUCT_PATH, EverShop
 

@@ -15,7 +15,7 @@ from agent.sinks.base import EventKind, IncidentView, PeriodicResend, TicketEven
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
 from agent.sinks.resend import Resender
-from agent.store import Store, db_path
+from agent.state.store import Store, db_path
 from classifier import Phase
 from tests.agent.test_outbox import NOW, drain, open_incident
 

@@ -23,13 +23,13 @@ import httpx
 import pytest
 
 from agent.config.schema import Config
-from agent.incidents import IncidentEngine
+from agent.incidents.engine import IncidentEngine
 from agent.pipeline import Classifier, Observation
 from agent.probes.base import ProbeResult
 from agent.sinks.base import SinkBuildContext
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
-from agent.store import OutboxState, Store, db_path
+from agent.state.store import OutboxState, Store, db_path
 from classifier import Evidence, Finding, FindingKind
 from tests.agent.sinks.harness import (
     HTTP_SINKS,

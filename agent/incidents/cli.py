@@ -18,8 +18,8 @@ from agent.config.durations import parse_duration
 from agent.config.schema import DEFAULT_CONFIG_PATH
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
-from agent.incidents import manual_resolve
-from agent.store import IncidentRecord, OutboxState, Store, iso
+from agent.incidents.engine import manual_resolve
+from agent.state.store import IncidentRecord, OutboxState, Store, iso
 from classifier import Phase
 
 EXIT_OK = 0

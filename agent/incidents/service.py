@@ -1,10 +1,10 @@
 """The daemon's incident side: a queue of observations for the engine, and the outbox worker.
 
 Observations arrive from the scheduler (a sync callback) into a bounded queue
-(agent/observation_queue.py: past 1,000 waiting, the oldest non-L1 one is dropped; an L1 one
+(agent/incidents/queue.py: past 1,000 waiting, the oldest non-L1 one is dropped; an L1 one
 never is). One consumer task applies them in order (asking the connectivity guard first when a
 run failed), then wakes the outbox. Every store call runs in one dedicated thread
-(agent/store_thread.py), so a locked or slow database never stalls the event loop.
+(agent/state/thread.py), so a locked or slow database never stalls the event loop.
 
 The consumer outlives any error: a bug in the engine or a sink that cannot be built when the
 store is (re)opened is logged once (with its traceback), counted in
@@ -32,18 +32,18 @@ from agent.config.secrets import scrub
 from agent.connectivity import ConnectivityGuard
 from agent.errors import StateError
 from agent.httpclient import HttpClients
-from agent.incidents import IncidentEngine
+from agent.incidents.engine import IncidentEngine
+from agent.incidents.queue import QUEUE_SIZE, ObservationQueue
 from agent.metrics.incidents import IncidentMetrics
-from agent.observation_queue import QUEUE_SIZE, ObservationQueue
 from agent.pipeline import Observation
 from agent.sinks import build_sink
 from agent.sinks.base import SinkBuildContext, TicketSink
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
 from agent.sinks.resend import Resender
-from agent.state_health import StateHealth, is_state_error
-from agent.store import IncidentRecord, Store, db_path
-from agent.store_thread import StoreThread
+from agent.state.health import StateHealth, is_state_error
+from agent.state.store import IncidentRecord, Store, db_path
+from agent.state.thread import StoreThread
 
 log = logging.getLogger(__name__)
 

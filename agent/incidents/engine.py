@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from agent.config.schema import Config
 from agent.config.secrets import scrub
 from agent.pipeline import Classified, Observation
-from agent.store import IncidentRecord, Store
+from agent.state.store import IncidentRecord, Store
 from classifier import (
     Event,
     EventType,
