@@ -29,10 +29,14 @@ class Classified:
 
 @dataclass(frozen=True, slots=True)
 class Observation:
-    """A probe result with every finding classified."""
+    """A probe result with every finding classified, and which agent, from where, saw it."""
 
     result: ProbeResult
     classified: tuple[Classified, ...]
+    agent: str | None = None
+    """``agent.name`` of the agent that ran the probe (set by ``Classifier.observe``)."""
+    location: str | None = None
+    """``agent.location`` of that agent (None: not configured)."""
 
 
 class Classifier:
@@ -42,12 +46,15 @@ class Classifier:
         self._rules: Sequence[Rule] = (with_overrides(config.classifier.levels)
                                        if config.classifier.levels else DEFAULT_RULES)
         self._contexts = {s.name: _context(s) for s in config.sites}
+        self._agent = config.agent.name
+        self._location = config.agent.location
 
     def observe(self, result: ProbeResult) -> Observation:
-        """Classify every finding of ``result``."""
+        """Classify every finding of ``result``, as seen by this agent from its location."""
         ctx = self._contexts.get(result.site) or SiteContext(result.site)
         return Observation(result, tuple(Classified(f, classify(f, ctx, self._rules))
-                                         for f in result.findings))
+                                         for f in result.findings),
+                           agent=self._agent, location=self._location)
 
 
 def _context(site: Site) -> SiteContext:

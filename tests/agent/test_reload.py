@@ -74,3 +74,22 @@ async def test_a_sink_failing_to_build_on_reload_keeps_the_old_config_whole(
     assert daemon.scheduler._scheduler.get_job("shop/home").trigger.interval.total_seconds() == 2
     assert daemon.metrics.registry.get_sample_value(
         "storewatch_config_last_reload_successful") == 1.0
+
+
+async def test_reload_keeps_who_the_agent_is(
+        running: tuple[Agent, Path], store: DemoStore, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reload cannot rename the agent: its clients, metrics and observations would disagree."""
+    daemon, path = running
+    name = daemon.config.agent.name
+    write(path, store.url, tmp_path / "state", "1s", ["local"])
+    path.write_text(path.read_text().replace("agent:\n", "agent:\n  name: renamed\n"
+                                             "  location: nyc\n"))
+    with caplog.at_level(logging.WARNING, logger="agent.service"):
+        assert daemon.reload() is True
+    assert "agent.name/location changed; restart the agent" in caplog.text
+    assert (daemon.config.agent.name, daemon.config.agent.location) == (name, None)
+    assert daemon.clients.agent == name
+    daemon.latest.retain([])
+    await wait_for("a run after the reload", lambda: daemon.latest.snapshot(), 20)
+    assert {o.agent for o in daemon.latest.snapshot()} == {name}
