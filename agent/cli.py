@@ -291,12 +291,16 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _check(config: Config, site: str | None, as_json: bool, state_dir: Path | None) -> int:
+    from agent.identity import describe
     from agent.report import observation_json, results_table
     from agent.service import check_once
 
+    log.info("storewatch check as %s", describe(config.agent))
     observations = asyncio.run(check_once(config, site, state_dir))
     if as_json:
-        doc = {"version": __version__, "results": [observation_json(o) for o in observations]}
+        doc = {"version": __version__, "agent": config.agent.name,
+               "location": config.agent.location,
+               "results": [observation_json(o) for o in observations]}
         print(json.dumps(doc, indent=2))
     else:
         print(results_table(observations))

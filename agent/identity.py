@@ -61,3 +61,9 @@ def keep_identity(new: Config, running: Config) -> tuple[Config, list[str]]:
         return new, []
     kept = new.agent.model_copy(update={k: getattr(running.agent, k) for k in changed})
     return new.model_copy(update={"agent": kept}), changed
+
+
+def describe(settings: AgentSettings) -> str:
+    """``agent fra-1 (location fra)``: who is probing, for the start of a log."""
+    where = f"location {settings.location}" if settings.location else "no location"
+    return f"agent {settings.name} ({where})"

@@ -31,7 +31,7 @@ from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
 from agent.host.monitor import HostMonitor
 from agent.httpclient import HttpClients
-from agent.identity import keep_identity
+from agent.identity import describe, keep_identity
 from agent.incidents.service import IncidentService
 from agent.metrics.collectors import AgentMetrics
 from agent.metrics.incidents import IncidentMetrics
@@ -111,7 +111,7 @@ class Agent:
         self.config = config
         self.overrides = overrides
         self.latest = LatestResults()
-        self.metrics = AgentMetrics(self.latest)
+        self.metrics = AgentMetrics(self.latest, config.agent)
         self.clients = HttpClients.for_agent(config.agent)
         self.changes = ChangeTracker() if log_changes else None
         self._extra_handler = on_observation
@@ -266,8 +266,9 @@ class Agent:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
-        log.info("storewatch running: %d checks on %d sites; metrics at %s",
-                 len(self.config.planned_checks()), len(self.config.sites), self.metrics_url)
+        log.info("storewatch running: %d checks on %d sites as %s; metrics at %s",
+                 len(self.config.planned_checks()), len(self.config.sites),
+                 describe(self.config.agent), self.metrics_url)
         if freeze_heap:
             _freeze_heap()
             self._frozen = True

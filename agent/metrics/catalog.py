@@ -65,6 +65,10 @@ CONFIG_RELOAD_TS = MetricDef("storewatch_config_last_reload_success_timestamp_se
                              "When the config was last loaded successfully (Unix time).")
 BUILD_INFO = MetricDef("storewatch_build", "info", "Version of the running agent.",
                        ("version", "python_version"))
+AGENT_INFO = MetricDef("storewatch_agent", "info",
+                       "This agent: its agent.name, agent.location (empty: none) and version; "
+                       "join it onto other series with group_left on instance and job.",
+                       ("agent", "location", "version"))
 INCIDENTS_OPEN = MetricDef("storewatch_incidents_open", "gauge",
                            "Open incidents by site and support level (none: agent offline).",
                            ("site", "level"))
@@ -111,8 +115,8 @@ ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_WORST_LEVEL, PROBE_INTERVAL, PROBE_DURATION, PROBE_STEP_DURATION,
     PROBE_HTTP_STATUS, PROBE_LAST_RUN, TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS,
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
-    INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
-    OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
+    AGENT_INFO, INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING,
+    OUTBOX_OLDEST_AGE, OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
     INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
     SITE_IN_FLIGHT,
 )

@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agent import __version__
-from agent.config.schema import Config
+from agent.config.schema import AgentSettings, Config
 from agent.host.assess import RESOURCES_CHECK, service_check_name
 from agent.host.mailqueue import MAIL_CHECK
 from agent.metrics import catalog as c
@@ -115,7 +115,7 @@ class ProbeCollector(Collector):
 class AgentMetrics:
     """The agent's private registry and the instruments the scheduler and pipeline update."""
 
-    def __init__(self, latest: LatestResults) -> None:
+    def __init__(self, latest: LatestResults, agent: AgentSettings | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.intervals: dict[tuple[str, str], float] = {}
         self.registry.register(ProbeCollector(latest.snapshot, lambda: self.intervals))
@@ -133,6 +133,10 @@ class AgentMetrics:
         self.reload_ts = Gauge(c.CONFIG_RELOAD_TS.name, c.CONFIG_RELOAD_TS.help, registry=r)
         build = Info(c.BUILD_INFO.name, c.BUILD_INFO.help, registry=r)
         build.info({"version": __version__, "python_version": platform.python_version()})
+        if agent is not None:  # fixed for the process: a reload keeps the identity
+            info = Info(c.AGENT_INFO.name, c.AGENT_INFO.help, registry=r)
+            info.info({"agent": agent.name, "location": agent.location or "",
+                       "version": __version__})
 
     def observed(self, obs: Observation, outcome: str) -> None:
         """Count a finished run and its findings."""

@@ -18,7 +18,8 @@ from agent.service import Agent
 
 def demo_config(url: str, state_dir: Path) -> Config:
     return Config.model_validate({
-        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "state_dir": str(state_dir)},
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "state_dir": str(state_dir),
+                  "name": "probe-1", "location": "fra"},
         "sites": [{"name": "shop", "base_url": url, "interval": "1s", "timeout": "0.8s",
                    "checks": [{"name": "home", "type": "availability", "path": "/"},
                               {"name": "tops", "type": "availability",
@@ -69,6 +70,11 @@ async def test_probe_metrics_with_bounded_labels(agent: Agent, store: DemoStore)
     assert steps == {"response", "total"}
     (build,) = samples["storewatch_build_info"]
     assert build[0]["version"]
+    assert samples["storewatch_agent_info"] == [
+        ({"agent": "probe-1", "location": "fra", "version": build[0]["version"]}, 1.0)]
+    # the check series keep their labels (dashboards and rules join on the info series)
+    assert set(samples["storewatch_probe_success"][0][0]) == {"site", "check"}
+    assert {(o.agent, o.location) for o in agent.latest.snapshot()} == {("probe-1", "fra")}
     assert samples["storewatch_checks_configured"] == [({}, 2.0)]
     worst = {lab["check"]: v for lab, v in samples["storewatch_probe_worst_level"]}
     assert worst == {"home": 0.0, "tops": 0.0}

@@ -35,6 +35,12 @@ from tests.dashboards.promql import (
 )
 
 pytestmark = pytest.mark.slow
+AGENT_JOIN = ("storewatch_probe_success * on(instance, job) group_left(agent, location) "
+              "storewatch_agent_info")
+"""The join docs/metrics.md shows: the agent's labels onto a check series."""
+FAILING_FROM_TWO_LOCATIONS = (
+    "count by (site) (count by (site, location) ((storewatch_probe_success == 0) "
+    "* on(instance, job) group_left(location) storewatch_agent_info)) >= 2")
 
 
 def binary(name: str) -> str:
@@ -53,7 +59,7 @@ async def _ok(request: web.Request) -> web.StreamResponse:
 
 def agent_config(store: str, secure: str, ca: Path, mail_cmd: str) -> Config:
     return Config.model_validate({
-        "agent": {"listen": "127.0.0.1:0", "jitter": 0},
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "name": "probe-1", "location": "fra"},
         "defaults": {"interval": "1s", "timeout": "0.8s"},
         "sites": [
             {"name": "demo", "base_url": store,
@@ -147,6 +153,9 @@ async def test_every_expression_returns_data(running_agent: Agent, tmp_path: Pat
                     break
                 await asyncio.sleep(0.5)
             metrics = (await client.get(running_agent.metrics_url)).text
+            joined = (await client.get(f"{base}/api/v1/query", params={"query": AGENT_JOIN}))
+            two_locations = await client.get(f"{base}/api/v1/query",
+                                             params={"query": FAILING_FROM_TWO_LOCATIONS})
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -154,6 +163,13 @@ async def test_every_expression_returns_data(running_agent: Agent, tmp_path: Pat
     print(f"\nseries per expression:\n{report}")
     empty = [w for w, n in counts.items() if n == 0]
     assert not empty, f"no data for: {empty}\n{report}"
+    # docs/metrics.md's join: every check series gains the agent's name and location
+    series = joined.json()["data"]["result"]
+    assert series and {(s["metric"]["agent"], s["metric"]["location"]) for s in series} == \
+        {("probe-1", "fra")}
+    assert {s["metric"]["check"] for s in series} >= {"home", "checkout"}
+    assert two_locations.status_code == 200, two_locations.text  # one agent: no site yet
+    assert two_locations.json()["data"]["result"] == []
 
     check = subprocess.run([promtool, "check", "metrics"], input=metrics, capture_output=True,
                            text=True, timeout=60)
