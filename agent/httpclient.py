@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_IDENTITY_HEADERS = frozenset({"user-agent", AGENT_HEADER.lower()})
 
 
 class FetchFailure(StrEnum):
@@ -288,9 +289,10 @@ async def fetch(
     agent's name (agent/identity.py)."""
     start = time.perf_counter()
     own = dict(headers or {})
-    agent = client.headers.get(AGENT_HEADER)
-    if agent is not None and own:
-        own = identified(own, agent)
+    if own and any(k.lower() in _IDENTITY_HEADERS for k in own):
+        agent = client.headers.get(AGENT_HEADER)
+        if agent is not None:
+            own = identified(own, agent)
     try:
         async with asyncio.timeout(timeout):
             return await _fetch(client, url, method, own, content, timeout,
