@@ -148,6 +148,8 @@ async def test_storewatch_check_sends_agent_name_from_the_config(
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         doc = json.loads(out)
+        assert (doc["agent"], doc["location"]) == (name, "fra")
+        assert f"storewatch check as agent {name} (location fra)" in err.decode()
         kinds = [f["kind"] for r in doc["results"] for f in r["findings"]]
         assert proc.returncode is not None
         return proc.returncode, kinds, err.decode()
