@@ -67,7 +67,7 @@ async def recorder() -> AsyncIterator[tuple[str, str, Seen]]:
 
 async def get(clients: HttpClients, url: str, headers: dict[str, str] | None = None
               ) -> FetchResult:
-    res = await fetch(clients.get(), url, headers=headers, timeout=5.0, max_body_bytes=4096,
+    res = await fetch(clients.get(), url, headers=headers, timeout=15.0, max_body_bytes=4096,
                       max_redirects=3)
     assert not isinstance(res, FetchError), res
     return res
