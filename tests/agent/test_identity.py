@@ -130,7 +130,7 @@ def test_a_check_cannot_set_the_agent_header(
 
 
 async def test_storewatch_check_sends_agent_name_from_the_config(
-        store: DemoStore, write_config: Callable[[str], Path], tmp_path: Path) -> None:
+        store: DemoStore, write_config: Callable[..., Path], tmp_path: Path) -> None:
     """The real CLI: `agent.name` decides whether the demo store's per-agent fault hits."""
     store.set_faults(["server_error"], agents=["fra-1"])
 
