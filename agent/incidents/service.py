@@ -150,7 +150,7 @@ class IncidentService:
         sinks: dict[str, TicketSink] = {}
         for name, sink_config in config.ticket_sinks().items():
             ctx = SinkBuildContext(name, self._sink_http, config.agent.state_dir,
-                                   config.agent.user_agent)
+                                   config.agent.user_agent, config.incidents.evidence.url)
             sinks[name] = build_sink(sink_config, ctx)
         return sinks
 
