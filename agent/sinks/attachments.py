@@ -86,6 +86,21 @@ def evidence_location(path: Path, state_dir: Path, base_url: str | None) -> str:
     return url if url is not None else f"{path} (on the agent host)"
 
 
+def evidence_links(evidence: Evidence, state_dir: Path, base_url: str | None) -> str:
+    """Markdown section linking the evidence files the agent serves ("" when there are none);
+    without a base URL it names their paths on the agent host."""
+    files = evidence_files(evidence)
+    if not files:
+        return ""
+    lines = ["", "**Evidence files** (kept on the storewatch agent):"]
+    for f in files:
+        url = evidence_url(base_url, state_dir, f.path)
+        lines.append(f"- {f.label}: [{f.path.name}]({url})" if url is not None
+                     else f"- {f.label}: `{f.path}` on the agent host (set "
+                     "`incidents.evidence.url` to link it)")
+    return "\n".join(lines)
+
+
 def not_attached_note(evidence: Evidence, reason: str, state_dir: Path,
                       base_url: str | None, attached: Collection[Path] = ()) -> str:
     """Ticket text naming the evidence files not in ``attached`` ("" when there are none)."""

@@ -183,3 +183,51 @@ async def test_no_evidence_files_no_uploads(http: httpx.AsyncClient, tmp_path: P
             sink = build_sink(name, config(name, fake.base_url), ctx_for(http, tmp_path))
             await sink.open(make_incident())
     assert not [r for r in redmine.requests + zendesk.requests if "uploads" in r.url.path]
+
+
+# -- GitHub: no attachment API, links to the agent -------------------------------------------
+
+async def test_github_issue_links_the_evidence_the_agent_serves(http: httpx.AsyncClient,
+                                                                tmp_path: Path) -> None:
+    github = fakes.FakeGitHub()
+    incident, shot, log = browser_incident(tmp_path)
+    with github.router:
+        sink = build_sink("github", config("github", github.base_url),
+                          ctx_for(http, tmp_path, AGENT_URL + "/"))
+        ref = await sink.open(incident)
+    assert [(r.method, r.url.path) for r in github.requests] == [
+        ("POST", f"/repos/{github.repo}/issues")]  # nothing uploaded anywhere
+    body = github.tickets[ref.external_id].data["body"]
+    assert f"- screenshot: [{shot.name}]({AGENT_URL}/evidence/acme-shop/{shot.name})" in body
+    assert f"- browser log: [{log.name}]({AGENT_URL}/evidence/acme-shop/{log.name})" in body
+    assert body.rstrip().endswith("-->")  # the find marker stays last
+
+
+async def test_github_without_agent_url_names_the_paths(http: httpx.AsyncClient,
+                                                        tmp_path: Path) -> None:
+    github = fakes.FakeGitHub()
+    incident, shot, _ = browser_incident(tmp_path)
+    with github.router:
+        sink = build_sink("github", config("github", github.base_url), ctx_for(http, tmp_path))
+        ref = await sink.open(incident)
+    body = github.tickets[ref.external_id].data["body"]
+    assert f"- screenshot: `{shot}` on the agent host" in body
+    assert f"[{shot.name}](" not in body  # no link without the agent's URL
+
+
+async def test_github_never_links_a_file_outside_the_evidence_folder(
+        http: httpx.AsyncClient, tmp_path: Path) -> None:
+    """Only the evidence folder is served: a path elsewhere gets no (dead) link."""
+    github = fakes.FakeGitHub()
+    elsewhere = tmp_path / "other" / "shot.png"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(PNG)
+    incident = dataclasses.replace(make_incident(), evidence=Evidence(
+        details={"screenshot": str(elsewhere)}))
+    with github.router:
+        sink = build_sink("github", config("github", github.base_url),
+                          ctx_for(http, tmp_path / "state", AGENT_URL))
+        ref = await sink.open(incident)
+    body = github.tickets[ref.external_id].data["body"]
+    assert f"- screenshot: `{elsewhere}` on the agent host" in body
+    assert AGENT_URL not in body
