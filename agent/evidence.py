@@ -121,13 +121,22 @@ def serve(root: Path, rel: str, max_bytes: int = MAX_SERVED_BYTES) -> Served:
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return _refused(404, "not found")
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return _refused(404, "not found")
         if st.st_size > max_bytes:
             return _refused(403, f"file is larger than the {max_bytes} bytes the agent serves")
-        body = f.read(max_bytes + 1)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes and (chunk := os.read(fd, min(1 << 20, max_bytes + 1 - size))):
+            chunks.append(chunk)
+            size += len(chunk)
+        body = b"".join(chunks)
+    except OSError:
+        return _refused(404, "not found")
+    finally:
+        os.close(fd)
     if len(body) > max_bytes:  # grew while being read
         return _refused(403, f"file is larger than the {max_bytes} bytes the agent serves")
     return Served(200, content_type, body)
