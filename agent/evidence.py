@@ -253,12 +253,13 @@ InUse = tuple[list[Evidence], list[Evidence]]
 
 async def prune_forever(root: Path, in_use: Callable[[float], Awaitable[InUse | None]],
                         settings: Callable[[], tuple[float, int]], stop: asyncio.Event,
-                        interval: float = PRUNE_INTERVAL_S) -> None:
+                        interval: float = PRUNE_INTERVAL_S,
+                        swept: Callable[[PruneResult], None] | None = None) -> None:
     """Prune ``root`` now and every ``interval`` until ``stop`` is set.
 
     ``in_use(cutoff)`` reads the incidents from the store (None while it cannot: that sweep is
     skipped, nothing is deleted blindly); ``settings()`` gives (retention, max_bytes) of the
-    current config.
+    current config; ``swept`` gets each sweep's result.
     """
     while not stop.is_set():
         try:
@@ -266,8 +267,10 @@ async def prune_forever(root: Path, in_use: Callable[[float], Awaitable[InUse | 
             now = time.time()
             found = await in_use(now - retention)
             if found is not None and root.is_dir():
-                await asyncio.to_thread(prune, root, found[0], found[1], now, retention,
-                                        max_bytes)
+                result = await asyncio.to_thread(prune, root, found[0], found[1], now,
+                                                 retention, max_bytes)
+                if swept is not None:
+                    swept(result)
         except Exception as exc:  # the sweep is housekeeping: never stop the agent for it
             log.warning("evidence pruning failed: %s", exc)
         with contextlib.suppress(TimeoutError):
@@ -281,8 +284,13 @@ class DiskUsageCache:
         self.root = root
         self.ttl = ttl
         self._lock = threading.Lock()
-        self._at = -ttl
+        self._at = -float("inf")
         self._value = (0, 0)
+
+    def invalidate(self) -> None:
+        """Walk the folder again on the next ``get``."""
+        with self._lock:
+            self._at = -float("inf")
 
     def get(self) -> tuple[int, int]:
         """(files, bytes), at most ``ttl`` seconds old."""
