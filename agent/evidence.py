@@ -98,8 +98,8 @@ def _refused(status: int, text: str) -> Served:
 def serve(root: Path, rel: str, max_bytes: int = MAX_SERVED_BYTES) -> Served:
     """Read ``rel`` (the URL path after ``/evidence/``) from ``root`` for the HTTP server.
 
-    Only names of safe segments (no ``..``, no leading dot, no absolute path, no encoded
-    slash), only a regular file whose real path (symlinks resolved) is inside ``root``, only
+    Only names of safe segments after percent-decoding (no ``..``, no leading dot, no
+    absolute path), only a regular file whose real path (symlinks resolved) is inside ``root``, only
     ``.png``, ``.json`` and ``.txt``, at most ``max_bytes``; anything else is 404 (403 for a
     file over the cap).
     """
