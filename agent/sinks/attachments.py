@@ -10,6 +10,7 @@ URL on the agent, or its path on the agent host.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import uuid
@@ -28,6 +29,9 @@ T = TypeVar("T")
 MAX_ATTACHMENT_BYTES = 4 * 1024 * 1024
 """Files larger than this are not attached (trackers refuse large uploads; the path or URL
 stays in the ticket text)."""
+UPLOAD_BUDGET_S = 20.0
+"""All uploads of one ticket together: the create that follows keeps most of the delivery
+attempt's 60 s (a tracker slow to take files must not hold an L1 ticket back)."""
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _MIME = {".png": "image/png", ".json": "application/json", ".txt": "text/plain"}
 
@@ -123,15 +127,22 @@ async def upload_evidence(evidence: Evidence, upload: Callable[[Attachment], Awa
     tokens: list[T] = []
     attached: list[Path] = []
     reason = f"too large (over {MAX_ATTACHMENT_BYTES // (1024 * 1024)} MB) or unreadable"
-    for file in evidence_attachments(evidence):
-        try:
-            tokens.append(await upload(file))
-        except SinkError as exc:
-            log.warning("%s; the ticket goes without this evidence file", exc)
-            reason = f"the upload to {tracker} failed"
-            break
-        if file.path is not None:
-            attached.append(file.path)
+    try:
+        async with asyncio.timeout(UPLOAD_BUDGET_S):
+            for file in evidence_attachments(evidence):
+                try:
+                    token = await upload(file)
+                except SinkError as exc:
+                    log.warning("%s; the ticket goes without this evidence file", exc)
+                    reason = f"the upload to {tracker} failed"
+                    break
+                tokens.append(token)
+                if file.path is not None:
+                    attached.append(file.path)
+    except TimeoutError:
+        log.warning("uploads to %s took over %gs; the ticket goes without the rest of its "
+                    "evidence files", tracker, UPLOAD_BUDGET_S)
+        reason = f"the upload to {tracker} took too long"
     return tokens, not_attached_note(evidence, reason, state_dir, base_url, attached)
 
 

@@ -4,6 +4,7 @@ upload never costs the ticket, whose text then says where the files are on the a
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.sinks import attachments
 from agent.sinks.attachments import MAX_ATTACHMENT_BYTES
 from agent.sinks.base import IncidentView, SinkBuildContext
 from classifier import Evidence
@@ -231,3 +233,28 @@ async def test_github_never_links_a_file_outside_the_evidence_folder(
     body = github.tickets[ref.external_id].data["body"]
     assert f"- screenshot: `{elsewhere}` on the agent host" in body
     assert AGENT_URL not in body
+
+
+async def test_slow_uploads_do_not_hold_the_ticket_back(http: httpx.AsyncClient, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each upload within its own deadline, but together over the budget: the rest is skipped
+    and the ticket created (the delivery attempt's deadline is for the ticket)."""
+    monkeypatch.setattr(attachments, "UPLOAD_BUDGET_S", 0.6)
+    zendesk = fakes.FakeZendesk()
+    incident, shot, log = browser_incident(tmp_path)
+    fast = zendesk.upload
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.4)  # under the sink's 0.5 s request timeout
+        return fast(request)
+
+    zendesk.upload = slow  # type: ignore[assignment,method-assign]
+    zendesk.router.routes.clear()
+    zendesk.routes()
+    with zendesk.router:
+        sink = build_sink("zendesk", config("zendesk", zendesk.base_url), ctx_for(http, tmp_path))
+        ref = await sink.open(incident)
+    ticket = zendesk.tickets[ref.external_id].data
+    assert [a[0] for a in ticket["attachments"]] == [shot.name]
+    assert "the upload to Zendesk took too long" in ticket["comment"]["body"]
+    assert f"- browser log: {log} (on the agent host)" in ticket["comment"]["body"]
