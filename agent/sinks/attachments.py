@@ -2,10 +2,10 @@
 
 A browser finding's evidence names the PNG (``screenshot``) and the JSON log (``browser_log``)
 saved under the state directory's ``evidence/`` folder. Sinks whose tracker takes attachments
-attach them (e-mail and Jira the screenshot; Redmine and Zendesk both, through their upload
-APIs); GitHub has no attachment API and links to the files the agent serves
-(``incidents.evidence.url``). A file that cannot be attached is named in the ticket text: its
-URL on the agent, or its path on the agent host.
+attach both (e-mail, Jira; Redmine and Zendesk through their upload APIs); GitHub has no
+attachment API and links to the files the agent serves (``incidents.evidence.url``). A file
+that cannot be attached is named in the ticket text: its URL on the agent, or its path on the
+agent host.
 """
 
 from __future__ import annotations
