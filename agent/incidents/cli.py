@@ -61,8 +61,10 @@ def add_parsers(sub: Any) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON document")
     show = inc.add_parser("show", help="one incident with its history and tickets",
                           **command_help(
-        "Show one incident: its summary, evidence, history (opened, escalated, reminded, "
-        "resolved) and the state of each ticket.", "  0  shown\n" + STATE_STATUSES,
+        "Show one incident: its summary, evidence (a browser check's screenshot and log with "
+        "their paths, and URLs when -c sets incidents.evidence.url), history (opened, "
+        "escalated, reminded, resolved) and the state of each ticket.",
+        "  0  shown\n" + STATE_STATUSES,
         "  storewatch incidents show 17 --json --state-dir /var/lib/storewatch"))
     state(show)
     show.add_argument("id", type=int)
