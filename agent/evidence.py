@@ -21,7 +21,7 @@ import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -184,7 +184,8 @@ class PruneResult:
 
 
 def _paths(evidences: Iterable[Evidence]) -> set[str]:
-    return {os.path.abspath(f.path) for ev in evidences for f in evidence_files(ev)}
+    """Real paths (a relative or symlinked state directory names the same file)."""
+    return {os.path.realpath(f.path) for ev in evidences for f in evidence_files(ev)}
 
 
 def prune(root: Path, active: Iterable[Evidence], recent: Iterable[Evidence], now: float,
@@ -198,7 +199,7 @@ def prune(root: Path, active: Iterable[Evidence], recent: Iterable[Evidence], no
     """
     protected = _paths(active)
     kept_recent = _paths(recent)
-    files = list(_walk(root))
+    files = [replace(f, path=os.path.realpath(f.path)) for f in _walk(root)]
     deleted_files = deleted_bytes = 0
 
     def delete(f: _File) -> bool:

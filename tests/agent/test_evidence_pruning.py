@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.config.schema import Config
@@ -153,3 +154,19 @@ async def test_the_running_agent_prunes_and_exports_the_folder_size(
     finally:
         agent.stop()
         await task
+
+
+def test_an_open_incident_is_recognised_through_a_relative_or_linked_state_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident names its files as the config spelled the state directory; pruning walks
+    the folder by another spelling: still the same files, still kept."""
+    real = tmp_path / "real"
+    s = State(real)
+    kept = s.file("open.png", 90)
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.chdir(tmp_path)
+    via_link = Path("link") / "evidence" / "acme" / "open.png"  # relative, through the link
+    s.incident([via_link], Phase.OPEN)
+    active, recent = s.store.evidence_in_use(datetime.fromtimestamp(NOW - 30 * DAY, UTC))
+    result = prune(real / "evidence", active, recent, NOW, 30 * DAY, 1)
+    assert result.deleted_files == 0 and kept.exists()
