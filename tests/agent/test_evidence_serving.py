@@ -239,3 +239,17 @@ def test_incidents_show_prints_paths_and_urls(plain: Agent, tmp_path: Path) -> N
     assert f"  screenshot: {shot}" in bare.stdout.splitlines()
     assert "https://" not in bare.stdout  # no config read: the URL is not known
     assert os.path.isfile(shot)
+
+
+def test_a_bad_evidence_url_is_one_line_naming_where(tmp_path: Path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("sites:\n  - name: shop\n    base_url: http://shop.test\n    checks:\n"
+                   "      - {name: home, path: /}\nincidents:\n  evidence:\n"
+                   "    url: https://ops:pw@agent.example:9478\n    retention: 0s\n")
+    result = storewatch("validate", "-c", str(cfg))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(f"storewatch: {cfg}:8: incidents.evidence.url: ")
+               and "no credentials" in line for line in lines), lines
+    assert any(f"{cfg}:9: incidents.evidence.retention" in line for line in lines), lines
+    assert "Traceback" not in result.stderr
