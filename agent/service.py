@@ -29,6 +29,7 @@ from agent.config.loader import load_config
 from agent.config.schema import Config, HostSettings, PlannedCheck, split_listen
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
+from agent.evidence import evidence_root
 from agent.host.monitor import HostMonitor
 from agent.httpclient import HttpClients
 from agent.identity import describe, keep_identity
@@ -128,7 +129,8 @@ class Agent:
         web = load_web_config(overrides.web_config) if overrides.web_config else None
         try:
             self.server = MetricsServer(host, port, self.metrics.registry, self._health, web,
-                                        str(overrides.web_config))
+                                        str(overrides.web_config),
+                                        evidence_root=evidence_root(config.agent.state_dir))
         except OSError as exc:
             raise StorewatchError(f"cannot listen on {config.agent.listen} for /metrics: "
                                   f"{exc.strerror or exc}") from None

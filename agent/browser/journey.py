@@ -32,6 +32,7 @@ from agent.browser.guard import (
 )
 from agent.browser.identity import send_identity
 from agent.config.schema import BrowserCheck, BrowserExpect, BrowserStep
+from agent.evidence import EVIDENCE_DIR
 from agent.probes.base import ProbeContext, StepTiming
 from agent.probes.security import allowed, learn_while_new, origin_of
 from agent.probes.steps import render
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 LOG_LIMIT = 200
 """Console and network entries kept per step for the evidence log."""
 SCREENSHOT_TIMEOUT_S = 5.0
-EVIDENCE_DIR = "evidence"
 
 VITALS_JS = """(() => {
   const v = window.__storewatchVitals = {lcp: null, cls: 0, inp: null};

@@ -996,6 +996,34 @@ GroupKey = Literal["site", "kind", "check"]
 DEFAULT_GROUP_BY: tuple[GroupKey, ...] = ("site", "kind")
 
 
+class EvidenceSettings(StrictModel):
+    """Browser checks' screenshots and logs under ``STATE_DIR/evidence/`` (agent/evidence.py)."""
+
+    url: str | None = None
+    """Public base URL of this agent's HTTP server (``https://agent1.example.net:9478``):
+    tickets and ``incidents show`` link to ``<url>/evidence/<site>/<file>``; none: they name
+    the file's path on the agent host."""
+    retention: Duration = Field(default=30 * 86400.0, gt=0)
+    """Files of incidents resolved longer ago than this (and files no incident names, once
+    that old) are deleted."""
+    max_size: ByteSize = Field(default=ByteSize(500 * 1024 * 1024), gt=0)
+    """Beyond this total, the oldest files not named by an open incident are deleted."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{value}' is not an http(s) URL")
+        if parts.username or parts.password or parts.query or parts.fragment:
+            raise ValueError(f"'{value}' must be a plain base URL (no credentials, query or "
+                             "fragment)")
+        check_url_port(value)
+        return value.rstrip("/")
+
+
 class IncidentSettings(StrictModel):
     """When findings become incidents, and how tickets look (see README, "Incidents")."""
 
@@ -1018,6 +1046,8 @@ class IncidentSettings(StrictModel):
     dashboard_url: str | None = None
     """Template of a ticket's dashboard link; placeholders {site} {check} {kind} {incident}
     {fingerprint}."""
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+    """Where the agent serves browser evidence from, and how long it keeps it."""
 
     @field_validator("group_by")
     @classmethod

@@ -18,6 +18,7 @@ from agent.config.durations import parse_duration
 from agent.config.schema import DEFAULT_CONFIG_PATH
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
+from agent.evidence import evidence_files, evidence_url
 from agent.incidents.engine import manual_resolve
 from agent.state.store import IncidentRecord, OutboxState, Store, iso
 from classifier import Phase
@@ -60,8 +61,10 @@ def add_parsers(sub: Any) -> None:
     listing.add_argument("--json", action="store_true", help="one JSON document")
     show = inc.add_parser("show", help="one incident with its history and tickets",
                           **command_help(
-        "Show one incident: its summary, evidence, history (opened, escalated, reminded, "
-        "resolved) and the state of each ticket.", "  0  shown\n" + STATE_STATUSES,
+        "Show one incident: its summary, evidence (a browser check's screenshot and log with "
+        "their paths, and URLs when -c sets incidents.evidence.url), history (opened, "
+        "escalated, reminded, resolved) and the state of each ticket.",
+        "  0  shown\n" + STATE_STATUSES,
         "  storewatch incidents show 17 --json --state-dir /var/lib/storewatch"))
     state(show)
     show.add_argument("id", type=int)
@@ -153,7 +156,7 @@ def _run(store: Store, args: argparse.Namespace) -> int:
             case "incidents", "list":
                 return _list(store, args.open, args.json)
             case "incidents", "show":
-                return _show(store, args.id, args.json)
+                return _show(store, args.id, args.json, _evidence_base_url(args))
             case "incidents", "resolve":
                 if not manual_resolve(store, args.id, datetime.now(UTC)):
                     raise StateError(f"incident #{args.id} does not exist or is not active")
@@ -240,12 +243,30 @@ def _list(store: Store, open_only: bool, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _show(store: Store, incident_id: int, as_json: bool) -> int:
+def _evidence_base_url(args: argparse.Namespace) -> str | None:
+    """``incidents.evidence.url`` of the config (none with ``--state-dir``: no config read)."""
+    if args.state_dir is not None:
+        return None
+    from agent.service import load
+
+    return load(args.config).incidents.evidence.url
+
+
+def evidence_rows(record: IncidentRecord, state_dir: Path,
+                  base_url: str | None) -> list[dict[str, Any]]:
+    """The incident's evidence files: label, path on the agent host, URL, still on disk."""
+    return [{"label": f.label, "path": str(f.path), "exists": f.path.is_file(),
+             "url": evidence_url(base_url, state_dir, f.path)}
+            for f in evidence_files(record.evidence)]
+
+
+def _show(store: Store, incident_id: int, as_json: bool, base_url: str | None = None) -> int:
     record = store.incident(incident_id)
     if record is None:
         raise StateError(f"no incident #{incident_id}")
     doc = incident_json(store, record)
     doc.update(rule=record.rule, reason=record.reason, evidence=record.evidence.as_dict(),
+               evidence_files=evidence_rows(record, store.path.parent, base_url),
                suppressed=list(record.suppressed), causes=list(record.causes),
                history=[{"at": iso(at), "type": t, "text": scrub(text)}
                         for at, t, text in store.events(incident_id)],
@@ -260,9 +281,10 @@ def _show(store: Store, incident_id: int, as_json: bool) -> int:
         value = doc[key]
         if value is not None and value is not False:
             print(f"  {key}: {value}")
-    for key, label in (("screenshot", "screenshot"), ("browser_log", "browser log")):
-        if record.evidence.details.get(key):  # a browser check's evidence files
-            print(f"  {label}: {record.evidence.details[key]}")
+    for f in doc["evidence_files"]:  # a browser check's screenshot and log
+        print(f"  {f['label']}: {f['path']}" + ("" if f["exists"] else " (no longer on disk)"))
+        if f["url"] and f["exists"]:
+            print(f"    {f['url']}")
     for key in ("suppressed", "causes"):
         for item in doc[key]:
             print(f"  {key}: {item}")

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import httpx
 
@@ -31,6 +32,7 @@ from agent.config.schema import Config
 from agent.config.secrets import scrub
 from agent.connectivity import ConnectivityGuard
 from agent.errors import StateError
+from agent.evidence import InUse, PruneResult, evidence_root, prune_forever
 from agent.httpclient import HttpClients
 from agent.identity import user_agent
 from agent.incidents.engine import IncidentEngine
@@ -151,7 +153,7 @@ class IncidentService:
         sinks: dict[str, TicketSink] = {}
         for name, sink_config in config.ticket_sinks().items():
             ctx = SinkBuildContext(name, self._sink_http, config.agent.state_dir,
-                                   user_agent(config.agent))
+                                   user_agent(config.agent), config.incidents.evidence.url)
             sinks[name] = build_sink(sink_config, ctx)
         return sinks
 
@@ -223,6 +225,21 @@ class IncidentService:
             self._tasks.append(asyncio.create_task(self._outbox.run(self._stop), name="outbox"))
         resender = Resender(lambda: self.outbox)  # keeps Alertmanager's alerts of open incidents
         self._tasks.append(asyncio.create_task(resender.run(self._stop), name="resend"))
+        self._tasks.append(asyncio.create_task(prune_forever(
+            evidence_root(self.config.agent.state_dir), self._evidence_in_use,
+            lambda: (self.config.incidents.evidence.retention,
+                     self.config.incidents.evidence.max_size),
+            self._stop, swept=self._evidence_swept), name="evidence-pruning"))
+
+    async def _evidence_in_use(self, cutoff: float) -> InUse | None:
+        """Evidence the pruning keeps (None while the store is not open: nothing is pruned)."""
+        if not await self._open_store():
+            return None
+        return await self._db.run(self.store.evidence_in_use, datetime.fromtimestamp(cutoff, UTC))
+
+    def _evidence_swept(self, result: PruneResult) -> None:
+        if self.metrics is not None:
+            self.metrics.evidence_pruned(result.deleted_files)
 
     async def _consume(self) -> None:
         """Apply queued observations in order for as long as the agent runs; an error is

@@ -110,6 +110,14 @@ SITE_WAIT_SECONDS = MetricDef("storewatch_site_wait_seconds_total", "counter",
 SITE_IN_FLIGHT = MetricDef("storewatch_site_requests_in_flight", "gauge",
                            "Requests to the site in flight now (at most its max_in_flight).",
                            ("site",))
+EVIDENCE_BYTES = MetricDef("storewatch_evidence_bytes", "gauge",
+                           "Bytes of browser evidence files (screenshots, logs) in the state "
+                           "directory's evidence folder (read at most once a minute).")
+EVIDENCE_FILES = MetricDef("storewatch_evidence_files", "gauge",
+                           "Browser evidence files in the state directory's evidence folder.")
+EVIDENCE_PRUNED = MetricDef("storewatch_evidence_pruned_files_total", "counter",
+                            "Evidence files deleted by pruning (incident resolved longer ago "
+                            "than the retention, or the folder over its size cap).")
 
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_WORST_LEVEL, PROBE_INTERVAL, PROBE_DURATION, PROBE_STEP_DURATION,
@@ -118,7 +126,7 @@ ALL: tuple[MetricDef, ...] = (
     AGENT_INFO, INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING,
     OUTBOX_OLDEST_AGE, OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
     INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
-    SITE_IN_FLIGHT,
+    SITE_IN_FLIGHT, EVIDENCE_BYTES, EVIDENCE_FILES, EVIDENCE_PRUNED,
 )
 
 # --- host: the server the agent runs on (agent/host/), read at scrape time ---

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.evidence import EVIDENCE_DIR, DiskUsageCache
 from agent.metrics import catalog as c
 from agent.state.store import connect, dead_letters_of, open_counts_of, pending_stats_of
 
@@ -80,12 +81,38 @@ class IncidentCollector(Collector):
                 self._conn = None
 
 
+class EvidenceCollector(Collector):
+    """Size and count of the evidence files, walked at most once a minute."""
+
+    def __init__(self, root: Path) -> None:
+        self.usage = DiskUsageCache(root)
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, without walking the folder (registration calls this)."""
+        yield GaugeMetricFamily(c.EVIDENCE_BYTES.name, c.EVIDENCE_BYTES.help)
+        yield GaugeMetricFamily(c.EVIDENCE_FILES.name, c.EVIDENCE_FILES.help)
+
+    def collect(self) -> Iterator[Metric]:
+        """The folder's bytes and files (0 while it does not exist)."""
+        try:
+            files, size = self.usage.get()
+        except OSError as exc:
+            log.debug("evidence folder unreadable: %s", exc)
+            return
+        yield GaugeMetricFamily(c.EVIDENCE_BYTES.name, c.EVIDENCE_BYTES.help, value=size)
+        yield GaugeMetricFamily(c.EVIDENCE_FILES.name, c.EVIDENCE_FILES.help, value=files)
+
+
 class IncidentMetrics:
     """Counters of the incident engine and the outbox, on the agent's registry."""
 
     def __init__(self, registry: CollectorRegistry, db: Path) -> None:
         self.collector = IncidentCollector(db)
         registry.register(self.collector)
+        self.evidence = EvidenceCollector(db.parent / EVIDENCE_DIR)
+        registry.register(self.evidence)
+        self.pruned = Counter(c.EVIDENCE_PRUNED.name.removesuffix("_total"),
+                              c.EVIDENCE_PRUNED.help, registry=registry)
         self.errors = Counter(c.INCIDENT_ERRORS.name.removesuffix("_total"), c.INCIDENT_ERRORS.help,
                               registry=registry)
         self.dropped = Counter(c.INCIDENT_QUEUE_DROPPED.name.removesuffix("_total"),
@@ -100,6 +127,11 @@ class IncidentMetrics:
     def incident_opened(self, site: str, level: str) -> None:
         """Count an incident confirmed open."""
         self.opened.labels(site, level).inc()
+
+    def evidence_pruned(self, files: int) -> None:
+        """Count files pruning deleted; the next scrape walks the folder again."""
+        self.pruned.inc(files)
+        self.evidence.usage.invalidate()
 
     def delivery(self, sink: str, action: str, outcome: str) -> None:
         """Count a delivery attempt."""

@@ -1,4 +1,5 @@
-"""The /metrics and /healthz HTTP server, on its own threads so a scrape never blocks probes.
+"""The /metrics, /healthz and /evidence HTTP server, on its own threads so a scrape never
+blocks probes.
 
 Bounded against slow or abusive clients (slowloris), so that a /metrics exposed beyond
 loopback cannot exhaust the agent's threads or memory:
@@ -28,11 +29,13 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from agent.evidence import URL_PREFIX, serve
 from agent.metrics.webconfig import (
     BasicAuth,
     RateLimiter,
@@ -114,6 +117,7 @@ class _Server(ThreadingHTTPServer):
     headers: dict[str, str] = {}
     limiter: RateLimiter | None = None
     allowed_sans: frozenset[str] = frozenset()
+    evidence_root: Path | None = None
     timeout = 0.0  # handle_request() only ever runs on a ready socket
     request_queue_size = 128  # a burst of connects waits in the backlog instead of failing
     max_connections = MAX_CONNECTIONS
@@ -250,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
             health = self.server.health()
             body = json.dumps(health).encode()
             self._send(200 if health.get("status") == "ok" else 503, "application/json", body)
+        elif path.startswith(URL_PREFIX) and self.server.evidence_root is not None:
+            served = serve(self.server.evidence_root, path[len(URL_PREFIX):])
+            self._send(served.status, served.content_type, served.body, extra={
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store",
+                "Content-Security-Policy": "default-src 'none'"})
         elif path == "/":
             self._send(200, "text/html; charset=utf-8",
                        b'<html><body><h1>storewatch</h1><p><a href="/metrics">/metrics</a> '
@@ -270,12 +279,15 @@ class _Handler(BaseHTTPRequestHandler):
             body = gzip.compress(body, compresslevel=6)
         self._send(200, content_type, body, gzipped)
 
-    def _send(self, status: int, content_type: str, body: bytes, gzipped: bool = False) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, gzipped: bool = False,
+              extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if gzipped:
             self.send_header("Content-Encoding", "gzip")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -289,12 +301,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 class MetricsServer:
     """Serves the registry on HOST:PORT (port 0 picks a free port: see ``port``), over HTTPS
-    and/or behind basic auth when a web config says so (``web_path`` names it in errors)."""
+    and/or behind basic auth when a web config says so (``web_path`` names it in errors);
+    with ``evidence_root``, also ``GET /evidence/<site>/<file>`` from that folder only
+    (``agent.evidence.serve``), behind the same TLS, auth and rate limit."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry,
                  health: Callable[[], dict[str, Any]], web: WebConfig | None = None,
                  web_path: str = "web config", max_connections: int = MAX_CONNECTIONS,
-                 header_timeout: float = HEADER_TIMEOUT_S) -> None:
+                 header_timeout: float = HEADER_TIMEOUT_S,
+                 evidence_root: Path | None = None) -> None:
         tls = None
         if web is not None and web.tls_server_config is not None:
             tls = server_ssl_context(web.tls_server_config, web_path)  # before binding
@@ -303,6 +318,7 @@ class MetricsServer:
         self._server.header_timeout = header_timeout
         self._server.registry = registry
         self._server.health = health
+        self._server.evidence_root = evidence_root
         self._server.tls = tls
         if web is not None and web.basic_auth_users:
             self._server.auth = BasicAuth(web.basic_auth_users)

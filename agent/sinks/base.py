@@ -117,6 +117,8 @@ class SinkBuildContext:
     sqlite and email, cost the agent no HTTP pool)."""
     state_dir: Path
     user_agent: str
+    evidence_url: str | None = None
+    """``incidents.evidence.url``: the agent's public base URL, for links to evidence files."""
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -31,7 +31,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from agent.config.secrets import scrub
 from agent.errors import PermanentSinkError, RetryableSinkError
-from agent.sinks.attachments import screenshot
+from agent.sinks.attachments import evidence_attachments
 from agent.sinks.base import (
     IncidentView,
     SinkBuildContext,
@@ -97,12 +97,12 @@ class EmailSink:
         return self._ref(str(note["message_id"]), str(note["subject"]))
 
     async def open(self, incident: IncidentView) -> TicketRef:
-        """Send the first message of the thread (with a browser check's screenshot)."""
+        """Send the first message of the thread (with a browser check's screenshot and log)."""
         message = self._message(incident.title, incident.body, incident)
-        shot = screenshot(incident.evidence)
-        if shot is not None:
-            message.add_attachment(shot.data, maintype="image", subtype="png",
-                                   filename=shot.filename)
+        for file in evidence_attachments(incident.evidence):
+            maintype, subtype = file.mime.split("/")
+            message.add_attachment(file.data, maintype=maintype, subtype=subtype,
+                                   filename=file.filename)
         ref = self._ref(str(message["Message-ID"]), incident.title)
         await asyncio.to_thread(self._send, message, "send", lambda: self._note(incident, ref))
         return ref

@@ -5,12 +5,16 @@ incident would sprawl). Find lists the repository's open issues with the label, 
 ``Link: rel="next"`` (same host only), skips pull requests and matches the marker. The level is
 a label (``priorities``), swapped on escalation; resolve comments and closes as completed.
 A 403/429 with ``retry-after`` or an exhausted ``x-ratelimit-remaining`` is retryable.
+GitHub has no attachment API for issues: a browser check's screenshot and log are linked from
+the body, at the URLs the agent serves them (``incidents.evidence.url``), else named by their
+path on the agent host.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -18,6 +22,7 @@ from pydantic import AfterValidator, Field
 
 from agent.config.secrets import scrub
 from agent.errors import PermanentSinkError, RetryableSinkError
+from agent.sinks.attachments import evidence_links
 from agent.sinks.base import (
     EventKind,
     IncidentView,
@@ -78,10 +83,13 @@ class GitHubClient(TrackerClient):
 class GitHubSink:
     """Tickets as GitHub issues."""
 
-    def __init__(self, name: str, config: GitHubConfig, http: TrackerClient) -> None:
+    def __init__(self, name: str, config: GitHubConfig, http: TrackerClient,
+                 state_dir: Path = Path("."), evidence_url: str | None = None) -> None:
         self.name = name
         self.config = config
         self.http = http
+        self.state_dir = state_dir
+        self.evidence_url = evidence_url
         self.issues = f"/repos/{config.repo}/issues"
 
     def _ref(self, issue: Mapping[str, Any]) -> TicketRef:
@@ -106,10 +114,11 @@ class GitHubSink:
         return None
 
     async def open(self, incident: IncidentView) -> TicketRef:
-        """Create the issue with the marker and the labels."""
+        """Create the issue with the evidence links, the marker and the labels."""
+        links = evidence_links(incident.evidence, self.state_dir, self.evidence_url)
         response = await self.http.request("POST", self.issues, action="create issue", json={
             "title": incident.title,
-            "body": f"{incident.body}\n\n{marker(incident.fingerprint)}",
+            "body": f"{incident.body}{links}\n\n{marker(incident.fingerprint)}",
             "labels": [self.config.label, self.config.priorities[incident.level]]})
         created = json_object(response, f"{self.name}: create issue")
         if "number" not in created:
@@ -148,7 +157,7 @@ def build(config: GitHubConfig, ctx: SinkBuildContext) -> GitHubSink:
         "Authorization": f"Bearer {reveal(config.token)}",
         "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
         "User-Agent": ctx.user_agent})
-    return GitHubSink(ctx.name, config, http)
+    return GitHubSink(ctx.name, config, http, ctx.state_dir, ctx.evidence_url)
 
 
 CONFIG = GitHubConfig

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from agent.errors import PermanentSinkError, SinkError
-from agent.sinks.attachments import multipart, screenshot
+from agent.sinks.attachments import Attachment, multipart, upload_evidence
 from agent.sinks.base import (
     EventKind,
     IncidentView,
@@ -110,10 +111,13 @@ def adf(text: str) -> dict[str, Any]:
 class JiraSink:
     """Tickets as Jira issues."""
 
-    def __init__(self, name: str, config: JiraConfig, http: TrackerClient) -> None:
+    def __init__(self, name: str, config: JiraConfig, http: TrackerClient,
+                 state_dir: Path = Path("."), evidence_url: str | None = None) -> None:
         self.name = name
         self.config = config
         self.http = http
+        self.state_dir = state_dir
+        self.evidence_url = evidence_url
 
     def _ref(self, key: str, issue_id: str) -> TicketRef:
         return TicketRef(self.name, key, url=f"{self.config.url}/browse/{key}",
@@ -151,18 +155,24 @@ class JiraSink:
         return self._ref(str(created["key"]), str(created.get("id", "")))
 
     async def _attach(self, key: str, incident: IncidentView) -> None:
-        """Attach a browser check's screenshot; the issue stands even if this fails."""
-        shot = screenshot(incident.evidence)
-        if shot is None:
-            return
-        body, content_type = multipart("file", shot)
-        try:
+        """Attach a browser check's screenshot and log; the issue stands even if this fails,
+        and a comment then says where the files are on the agent."""
+
+        async def attach(file: Attachment) -> None:
+            body, content_type = multipart("file", file)
             await self.http.request(
-                "POST", f"/rest/api/3/issue/{key}/attachments", action="attach screenshot",
-                content=body, headers={"X-Atlassian-Token": "no-check",
-                                       "Content-Type": content_type})
-        except SinkError as exc:
-            log.warning("%s", exc)
+                "POST", f"/rest/api/3/issue/{key}/attachments",
+                action=f"attach {file.filename}", content=body,
+                headers={"X-Atlassian-Token": "no-check", "Content-Type": content_type})
+
+        _, note = await upload_evidence(incident.evidence, attach, "Jira", self.state_dir,
+                                        self.evidence_url)
+        if note:
+            try:
+                await self.http.request("POST", f"/rest/api/3/issue/{key}/comment",
+                                        action="comment", json={"body": adf(note.strip())})
+            except SinkError as exc:
+                log.warning("%s", exc)
 
     async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
         """Comment; on escalation or de-escalation also set the new priority."""
@@ -215,7 +225,7 @@ def build(config: JiraConfig, ctx: SinkBuildContext) -> JiraSink:
     http = TrackerClient(ctx.http, config.url, sink=ctx.name, timeout=config.timeout, headers={
         "Authorization": auth, "Accept": "application/json",
         "User-Agent": ctx.user_agent})
-    return JiraSink(ctx.name, config, http)
+    return JiraSink(ctx.name, config, http, ctx.state_dir, ctx.evidence_url)
 
 
 CONFIG = JiraConfig

@@ -4,16 +4,21 @@ The fingerprint goes into a custom field (``dedup_field_id``; it must be "Used a
 Find ``GET /issues.json?status_id=open&cf_N=<fingerprint>``; updates ``PUT /issues/ID.json``
 with notes (and the priority on escalation); resolve sets ``closed_status_id`` and reads the
 issue back, because Redmine silently ignores a status the API user's workflow does not allow.
+A browser check's screenshot and log are uploaded first (``POST /uploads.json``, raw bytes as
+``application/octet-stream``, answering a token) and named in the new issue's ``uploads``; an
+upload that fails leaves them out and the description says where they are on the agent.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from agent.errors import PermanentSinkError
+from agent.sinks.attachments import Attachment, upload_evidence
 from agent.sinks.base import (
     EventKind,
     IncidentView,
@@ -51,10 +56,13 @@ class RedmineConfig(SinkSettings):
 class RedmineSink:
     """Tickets as Redmine issues."""
 
-    def __init__(self, name: str, config: RedmineConfig, http: TrackerClient) -> None:
+    def __init__(self, name: str, config: RedmineConfig, http: TrackerClient,
+                 state_dir: Path = Path("."), evidence_url: str | None = None) -> None:
         self.name = name
         self.config = config
         self.http = http
+        self.state_dir = state_dir
+        self.evidence_url = evidence_url
 
     def _ref(self, issue_id: object) -> TicketRef:
         return TicketRef(self.name, str(issue_id), url=f"{self.config.url}/issues/{issue_id}")
@@ -71,22 +79,44 @@ class RedmineSink:
         return None
 
     async def open(self, incident: IncidentView) -> TicketRef:
-        """Create the issue."""
+        """Upload the evidence files, then create the issue with them."""
+        uploads, note = await self._upload(incident)
         issue: dict[str, Any] = {
             "project_id": self.config.project,
             "subject": incident.title[:255],
-            "description": incident.body,
+            "description": incident.body + note,
             "priority_id": self.config.priorities[incident.level],
             "custom_fields": [{"id": self.config.dedup_field_id, "value": incident.fingerprint}],
         }
         if self.config.tracker_id is not None:
             issue["tracker_id"] = self.config.tracker_id
+        if uploads:
+            issue["uploads"] = uploads
         response = await self.http.request("POST", "/issues.json", action="create issue",
                                            json={"issue": issue})
         created = json_object(response, f"{self.name}: create issue").get("issue") or {}
         if not isinstance(created, dict) or created.get("id") is None:
             raise PermanentSinkError(f"{self.name}: create issue: answer has no issue id")
         return self._ref(created["id"])
+
+    async def _upload(self, incident: IncidentView) -> tuple[list[dict[str, str]], str]:
+        """Upload the screenshot and log: their ``uploads`` entries, and the note naming the
+        files that are not attached (the issue is created either way)."""
+
+        async def upload(file: Attachment) -> dict[str, str]:
+            response = await self.http.request(
+                "POST", "/uploads.json", action=f"upload {file.filename}", content=file.data,
+                params={"filename": file.filename},
+                headers={"Content-Type": "application/octet-stream"})
+            answer = json_object(response, f"{self.name}: upload").get("upload")
+            token = answer.get("token") if isinstance(answer, dict) else None
+            if not isinstance(token, str) or not token:
+                raise PermanentSinkError(f"{self.name}: upload {file.filename}: the answer "
+                                         "has no token")
+            return {"token": token, "filename": file.filename, "content_type": file.mime}
+
+        return await upload_evidence(incident.evidence, upload, "Redmine", self.state_dir,
+                                     self.evidence_url)
 
     async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
         """Add a note; on escalation or de-escalation also set the new priority."""
@@ -119,7 +149,7 @@ def build(config: RedmineConfig, ctx: SinkBuildContext) -> RedmineSink:
     http = TrackerClient(ctx.http, config.url, sink=ctx.name, timeout=config.timeout, headers={
         "X-Redmine-API-Key": reveal(config.api_key), "Accept": "application/json",
         "User-Agent": ctx.user_agent})
-    return RedmineSink(ctx.name, config, http)
+    return RedmineSink(ctx.name, config, http, ctx.state_dir, ctx.evidence_url)
 
 
 CONFIG = RedmineConfig

@@ -3,7 +3,10 @@
 Create ``POST /api/v2/tickets`` with an ``Idempotency-Key`` (so a retried create returns the
 first ticket); find ``GET /api/v2/tickets?external_id=`` and pick the newest ticket that is not
 solved or closed (``external_id`` is not unique); updates are internal comments (plus the
-priority on escalation); resolve sets ``status: solved`` with a comment.
+priority on escalation); resolve sets ``status: solved`` with a comment. A browser check's
+screenshot and log are uploaded first (``POST /api/v2/uploads?filename=``, raw bytes with
+their MIME type, answering a token) and their tokens go into the first comment's ``uploads``;
+an upload that fails leaves them out and the comment says where they are on the agent.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from agent.errors import PermanentSinkError
+from agent.sinks.attachments import Attachment, upload_evidence
 from agent.sinks.base import (
     EventKind,
     IncidentView,
@@ -70,10 +75,13 @@ def idempotency_key(incident: IncidentView, ticket: Mapping[str, Any]) -> str:
 class ZendeskSink:
     """Tickets as Zendesk tickets."""
 
-    def __init__(self, name: str, config: ZendeskConfig, http: TrackerClient) -> None:
+    def __init__(self, name: str, config: ZendeskConfig, http: TrackerClient,
+                 state_dir: Path = Path("."), evidence_url: str | None = None) -> None:
         self.name = name
         self.config = config
         self.http = http
+        self.state_dir = state_dir
+        self.evidence_url = evidence_url
 
     def _ref(self, ticket_id: object) -> TicketRef:
         return TicketRef(self.name, str(ticket_id),
@@ -96,10 +104,15 @@ class ZendeskSink:
         return self._ref(newest["id"])
 
     async def open(self, incident: IncidentView) -> TicketRef:
-        """Create the ticket (idempotent for retries of the same incident)."""
+        """Upload the evidence files, then create the ticket with them in its first comment
+        (idempotent for retries of the same request)."""
+        tokens, note = await self._upload(incident)
+        comment = self._comment(incident.body + note)
+        if tokens:
+            comment["uploads"] = tokens
         ticket = {
             "subject": incident.title,
-            "comment": self._comment(incident.body),
+            "comment": comment,
             "priority": self.config.priorities[incident.level],
             "type": self.config.ticket_type,
             "tags": ["storewatch", incident.fingerprint, *self.config.tags],
@@ -112,6 +125,24 @@ class ZendeskSink:
         if not isinstance(created, dict) or created.get("id") is None:
             raise PermanentSinkError(f"{self.name}: create ticket: answer has no ticket id")
         return self._ref(created["id"])
+
+    async def _upload(self, incident: IncidentView) -> tuple[list[str], str]:
+        """Upload the screenshot and log: their tokens, and the note naming the files that are
+        not attached (the ticket is created either way)."""
+
+        async def upload(file: Attachment) -> str:
+            response = await self.http.request(
+                "POST", "/api/v2/uploads", action=f"upload {file.filename}", content=file.data,
+                params={"filename": file.filename}, headers={"Content-Type": file.mime})
+            answer = json_object(response, f"{self.name}: upload").get("upload")
+            token = answer.get("token") if isinstance(answer, dict) else None
+            if not isinstance(token, str) or not token:
+                raise PermanentSinkError(f"{self.name}: upload {file.filename}: the answer "
+                                         "has no token")
+            return token
+
+        return await upload_evidence(incident.evidence, upload, "Zendesk", self.state_dir,
+                                     self.evidence_url)
 
     async def update(self, ref: TicketRef, incident: IncidentView, event: TicketEvent) -> None:
         """Add a comment; on escalation or de-escalation also set the new priority."""
@@ -134,7 +165,7 @@ def build(config: ZendeskConfig, ctx: SinkBuildContext) -> ZendeskSink:
     auth = basic_auth(f"{config.email}/token", reveal(config.api_token))
     http = TrackerClient(ctx.http, config.url, sink=ctx.name, timeout=config.timeout, headers={
         "Authorization": auth, "Accept": "application/json", "User-Agent": ctx.user_agent})
-    return ZendeskSink(ctx.name, config, http)
+    return ZendeskSink(ctx.name, config, http, ctx.state_dir, ctx.evidence_url)
 
 
 CONFIG = ZendeskConfig

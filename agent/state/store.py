@@ -482,6 +482,18 @@ class Store:
                                  (limit,))
         return [_incident(r) for r in rows]
 
+    def evidence_in_use(self, resolved_since: datetime) -> tuple[list[Evidence], list[Evidence]]:
+        """Evidence of (pending and open incidents, incidents resolved since the cut-off): what
+        evidence-file pruning must keep."""
+        active: list[Evidence] = []
+        recent: list[Evidence] = []
+        rows = self.conn.execute("SELECT state, evidence FROM incidents WHERE state != "
+                                 "'resolved' OR resolved_at >= ?", (ts(resolved_since),))
+        for row in rows:
+            (recent if row["state"] == "resolved" else active).append(
+                _evidence(json.loads(row["evidence"])))
+        return active, recent
+
     def events(self, incident_id: int) -> list[tuple[datetime, str, str]]:
         """An incident's history: (at, type, text), oldest first."""
         rows = self.conn.execute("SELECT at, type, text FROM incident_events WHERE "

@@ -141,6 +141,9 @@ def test_show_names_a_browser_checks_evidence_files(tmp_path: Path) -> None:
     evidence = Evidence(url="http://shop.test/", details={
         "step": "add-to-cart", "screenshot": str(shot),
         "browser_log": str(shot.with_suffix(".json"))})
+    shot.parent.mkdir(parents=True)
+    shot.write_bytes(b"\x89PNG\r\n\x1a\n")
+    shot.with_suffix(".json").write_text("{}")
     for _ in range(2):
         finding = Finding("shop", "home", K.CHECKOUT_BROKEN, "step 'add-to-cart': timed out",
                           h.now, evidence)

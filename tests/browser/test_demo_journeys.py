@@ -9,10 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agent.config.schema import Config
 from agent.demo.storefront import DemoStore
+from agent.evidence import evidence_root, evidence_url
 from agent.httpclient import HttpClients
+from agent.metrics.server import MetricsServer
 from agent.pipeline import Classifier
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, ProbeResult, run_guarded
@@ -86,6 +89,7 @@ async def test_browser_only_fault_is_found_while_http_stays_green(
     if fault == "js_error":  # the uncaught error is named, in the summary and the log
         assert "uncaught page error" in finding.summary and "push" in finding.summary
         assert any("push" in e for e in log["page_errors"])
+        await _served_by_the_agent(shot, tmp_path / "state")
     if fault == "skimmer_dynamic":  # who injected the script: the tag manager, from the page
         chain = finding.evidence.details["initiator_chain"].split(" <- ")
         assert chain[0] == f"http://localhost:{js_store.port}/static/collect.js"
@@ -110,3 +114,19 @@ async def test_allowlisted_or_learned_origin_is_not_a_breach(
     first = await run_guarded(PROBES["browser"], learning, ctx)
     second = await run_guarded(PROBES["browser"], learning, ctx)
     assert first.findings == () and second.findings == ()
+
+
+async def _served_by_the_agent(shot: Path, state: Path) -> None:
+    """The real screenshot, fetched at the URL a ticket links (the agent's /evidence/)."""
+    server = MetricsServer("127.0.0.1", 0, CollectorRegistry(), lambda: {"status": "ok"},
+                           evidence_root=evidence_root(state))
+    server.start()
+    try:
+        url = evidence_url(f"http://127.0.0.1:{server.port}", state, shot)
+        assert url is not None and url.endswith(f"/evidence/demo-js/{shot.name}"), url
+        async with httpx.AsyncClient() as http:
+            got = await http.get(url)
+    finally:
+        server.stop()
+    assert (got.status_code, got.headers["content-type"]) == (200, "image/png")
+    assert got.content == shot.read_bytes()

@@ -217,23 +217,50 @@ class FakeRedmine(FakeTracker):
     base_url = "https://redmine.acme.example"
     closed = 5
 
+    max_upload = 5 * 1024 * 1024
+    """Redmine's default ``attachment_max_size`` (5 MB)."""
+
     def __init__(self) -> None:
         self.workflow_allows_close = True
+        self.uploads: dict[str, tuple[str, bytes]] = {}
+        """Upload token → (filename, bytes), until an issue takes it."""
         super().__init__()
 
     def routes(self) -> None:
-        """Create, list with filters, update, read."""
+        """Upload, create, list with filters, update, read."""
+        self.on("POST", "/uploads.json", self.upload)
         self.on("POST", "/issues.json", self.create)
         self.on("GET", "/issues.json", self.search)
         self.on("PUT", r"/issues/(?P<id>\d+)\.json", self.update)
         self.on("GET", r"/issues/(?P<id>\d+)\.json", self.read)
 
+    def upload(self, request: httpx.Request) -> httpx.Response:
+        """Raw bytes as ``application/octet-stream`` (else 406) → ``{"upload": {id, token}}``;
+        over ``attachment_max_size`` → 422."""
+        if request.headers.get("content-type") != "application/octet-stream":
+            return httpx.Response(406)
+        if len(request.content) > self.max_upload:
+            return httpx.Response(422, json={"errors": [
+                "This file cannot be uploaded because it exceeds the maximum allowed file "
+                "size (5 MB)"]})
+        n = self.next_id()
+        token = f"{n}.{n:064x}"
+        self.uploads[token] = (query(request).get("filename", "upload"), request.content)
+        return httpx.Response(201, json={"upload": {"id": n, "token": token}})
+
     def create(self, request: httpx.Request) -> httpx.Response:
         issue = body(request)["issue"]
         if not issue.get("subject"):
             return httpx.Response(422, json={"errors": ["Subject cannot be blank"]})
+        attachments = []
+        for upload in issue.get("uploads", []):
+            if upload.get("token") not in self.uploads:
+                return httpx.Response(422, json={"errors": ["Attachments is invalid"]})
+            _, data = self.uploads.pop(upload["token"])
+            attachments.append((upload["filename"], upload.get("content_type"), data))
         n = str(self.next_id())
-        self.tickets[n] = Ticket(n, "open", {**issue, "status_id": 1})
+        self.tickets[n] = Ticket(n, "open", {**issue, "status_id": 1,
+                                             "attachments": attachments})
         return httpx.Response(201, json={"issue": {"id": int(n), **issue}})
 
     def search(self, request: httpx.Request) -> httpx.Response:
@@ -277,17 +304,21 @@ class FakeZendesk(FakeTracker):
 
     def __init__(self) -> None:
         self.idempotency: dict[str, tuple[str, str]] = {}
+        self.uploads: dict[str, tuple[str, str, bytes]] = {}
+        """Upload token → (file name, content type, bytes), until a comment takes it."""
         super().__init__()
 
     def routes(self) -> None:
-        """Create (idempotent), list by external_id, update."""
+        """Upload, create (idempotent), list by external_id, update."""
+        self.on("POST", "/api/v2/uploads", self.upload)
         self.on("POST", "/api/v2/tickets", self.create)
         self.on("GET", "/api/v2/tickets", self.search)
         self.on("PUT", r"/api/v2/tickets/(?P<id>\d+)", self.update)
 
     def _json(self, ticket: Ticket) -> dict[str, Any]:
         status = {"open": "open", "resolved": "solved"}[ticket.state]
-        return {"id": int(ticket.id), **ticket.data, "status": ticket.data.get("status", status)}
+        data = {k: v for k, v in ticket.data.items() if k != "attachments"}
+        return {"id": int(ticket.id), **data, "status": ticket.data.get("status", status)}
 
     def create(self, request: httpx.Request) -> httpx.Response:
         key = request.headers.get("idempotency-key")
@@ -299,13 +330,35 @@ class FakeZendesk(FakeTracker):
             return httpx.Response(201, headers={"x-idempotency-lookup": "hit"},
                                   json={"ticket": self._json(self.tickets[ticket_id])})
         ticket = body(request)["ticket"]
+        attachments = []
+        for token in ticket.get("comment", {}).get("uploads", []):
+            if token not in self.uploads:
+                return httpx.Response(422, json={"error": "RecordInvalid",
+                                                 "description": "Uploads token invalid"})
+            attachments.append(self.uploads.pop(token))
         n = str(self.next_id())
         self.tickets[n] = Ticket(n, "open", {
-            **ticket, "created_at": f"2026-03-01T10:{int(n):02d}:00Z"})
+            **ticket, "created_at": f"2026-03-01T10:{int(n):02d}:00Z",
+            "attachments": attachments})
         if key:
             self.idempotency[key] = (content, n)
         return httpx.Response(201, headers={"x-idempotency-lookup": "miss"},
                               json={"ticket": self._json(self.tickets[n])})
+
+    def upload(self, request: httpx.Request) -> httpx.Response:
+        """Raw bytes with their MIME type, ``?filename=`` required → ``{"upload": {token,
+        attachment}}``."""
+        name = query(request).get("filename")
+        if not name:
+            return httpx.Response(400, json={"error": "filename is required"})
+        n = self.next_id()
+        token = f"tok{n:012d}"
+        mime = request.headers.get("content-type", "application/binary")
+        self.uploads[token] = (name, mime, request.content)
+        return httpx.Response(201, json={"upload": {
+            "token": token, "expires_at": "2026-03-01T11:00:00Z",
+            "attachment": {"id": 500 + n, "file_name": name, "content_type": mime,
+                           "size": len(request.content)}}})
 
     def search(self, request: httpx.Request) -> httpx.Response:
         wanted = query(request).get("external_id")

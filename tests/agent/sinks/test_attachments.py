@@ -57,8 +57,26 @@ async def test_a_failed_attachment_keeps_the_issue(ctx: SinkBuildContext, tmp_pa
         jira.fail_next(jira.create, lambda request: httpx.Response(413, text="too large"))
         ref = await sink.open(incident)  # type: ignore[arg-type]
     assert ref.external_id == "OPS-1"
-    assert jira.requests[-1].url.path.endswith("/attachments")
+    assert jira.requests[-2].url.path.endswith("/attachments")
     assert "attachments" not in jira.tickets["OPS-1"].data
+    (comment,) = jira.tickets["OPS-1"].comments  # where the screenshot is, since not attached
+    assert "Evidence not attached** (the upload to Jira failed)" in comment
+    assert "journey-20260301T100000-add-to-cart.png (on the agent host)" in comment
+
+
+async def test_jira_issue_gets_the_log_too(ctx: SinkBuildContext, tmp_path: Path) -> None:
+    jira = fakes.FakeJira()
+    incident = with_screenshot(tmp_path)
+    log = tmp_path / "evidence" / "journey-20260301T100000-add-to-cart.json"
+    log.write_text('{"console": []}')
+    incident = dataclasses.replace(incident, evidence=Evidence(details={  # type: ignore[type-var]
+        **incident.evidence.details, "browser_log": str(log)}))  # type: ignore[attr-defined]
+    with jira.router:
+        sink = build_sink("jira", config("jira", jira.base_url), ctx)
+        ref = await sink.open(incident)  # type: ignore[arg-type]
+    assert jira.tickets[ref.external_id].data["attachments"] == [
+        "journey-20260301T100000-add-to-cart.png", log.name]
+    assert jira.tickets[ref.external_id].comments == []
 
 
 @pytest.fixture
@@ -82,6 +100,24 @@ async def test_email_thread_starts_with_the_screenshot(
     assert part.get_filename() == "journey-20260301T100000-add-to-cart.png"
     assert part.get_content() == PNG
     assert message.get_body(("plain",)).get_content().startswith("Level L1")
+
+
+async def test_email_carries_the_browser_log_too(
+        smtp: tuple[int, MailHandler, Authenticator], tls_material: TLSMaterial,
+        ctx: SinkBuildContext, tmp_path: Path) -> None:
+    port, handler, _ = smtp
+    sink = build_sink("email", config("email", "", port=port, ca_file=str(tls_material.ca_cert)),
+                      ctx)
+    incident = with_screenshot(tmp_path)
+    log = tmp_path / "evidence" / "journey-20260301T100000-add-to-cart.json"
+    log.write_text('{"console": ["TypeError"]}')
+    incident = dataclasses.replace(incident, evidence=Evidence(details={  # type: ignore[type-var]
+        **incident.evidence.details, "browser_log": str(log)}))  # type: ignore[attr-defined]
+    await sink.open(incident)  # type: ignore[arg-type]
+    (message,) = handler.messages
+    parts = [(p.get_content_type(), p.get_filename()) for p in message.iter_attachments()]
+    assert parts == [("image/png", "journey-20260301T100000-add-to-cart.png"),
+                     ("application/json", log.name)]
 
 
 def test_only_a_readable_png_is_attached(tmp_path: Path) -> None:
