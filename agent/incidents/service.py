@@ -42,7 +42,7 @@ from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
 from agent.sinks.resend import Resender
 from agent.state.health import StateHealth, is_state_error
-from agent.state.store import IncidentRecord, Store, db_path
+from agent.state.store import IncidentRecord, Store
 from agent.state.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class IncidentService:
         self._just_opened: list[tuple[IncidentRecord, str | None]] = []
         self._just_resolved: list[IncidentRecord] = []
         try:
-            store = Store(db_path(self.config.agent.state_dir))
+            store = Store(self.config.agent.store_location)
         except StateError as exc:
             self._tried_at = time.monotonic()
             self.health.failed(str(exc))
@@ -122,7 +122,7 @@ class IncidentService:
             return False
         self._tried_at = now
         try:
-            store = await self._db.run(Store, db_path(self.config.agent.state_dir))
+            store = await self._db.run(Store, self.config.agent.store_location)
         except StateError as exc:
             self.health.failed(str(exc))
             return False
@@ -275,7 +275,7 @@ class IncidentService:
             self._just_resolved.clear()
             if not is_state_error(exc):
                 raise
-            self.health.failed(f"{self.store.path}: {exc}")
+            self.health.failed(f"{self.store.where}: {exc}")
             return False
         self.health.saved()
         self._recovered()
