@@ -91,6 +91,10 @@ INCIDENT_ERRORS = MetricDef("storewatch_incident_errors_total", "counter",
 INCIDENT_QUEUE_DROPPED = MetricDef("storewatch_incident_queue_dropped_total", "counter",
                                    "Non-L1 observations dropped because the incident queue was "
                                    "full (L1 ones are never dropped).")
+INCIDENT_QUEUE_LENGTH = MetricDef("storewatch_incident_queue_length", "gauge",
+                                  "Observations waiting for the incident engine; it grows while "
+                                  "the state cannot be saved (database unreachable, disk full) "
+                                  "and shrinks while the agent catches up.")
 INCIDENT_COLLECTOR_SUCCESS = MetricDef("storewatch_incident_collector_success", "gauge",
                                        "1 if this scrape could read incidents and outbox from "
                                        "the store, 0 if the query failed.")

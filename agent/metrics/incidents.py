@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -92,6 +92,8 @@ class IncidentMetrics:
                               registry=registry)
         self.dropped = Counter(c.INCIDENT_QUEUE_DROPPED.name.removesuffix("_total"),
                                c.INCIDENT_QUEUE_DROPPED.help, registry=registry)
+        self.queue_length = Gauge(c.INCIDENT_QUEUE_LENGTH.name, c.INCIDENT_QUEUE_LENGTH.help,
+                                  registry=registry)
         self.opened = Counter(c.INCIDENTS_OPENED.name.removesuffix("_total"),
                               c.INCIDENTS_OPENED.help, list(c.INCIDENTS_OPENED.labels),
                               registry=registry)

@@ -331,7 +331,7 @@ class Store:
                 path = db_path(path)
             if not path.is_file():
                 raise StateError(f"no incident store at {path} (has `storewatch run` run with "
-                                 "this state?)")
+                                 "this state directory?)")
             location = path
         return cls(location)
 
