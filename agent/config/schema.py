@@ -75,7 +75,7 @@ def _check_listen(value: str) -> str:
     return value
 
 
-def _check_state(value: str | None) -> str | None:
+def check_state(value: str | None) -> str | None:
     """``agent.state``: a PostgreSQL URL (its password registered as a secret) or a file path;
     an error never quotes the value (it may hold a password)."""
     if value is None:
@@ -125,7 +125,7 @@ class AgentSettings(StrictModel):
     """The shared Chromium of ``type: browser`` checks."""
 
     _listen = field_validator("listen")(_check_listen)
-    _state = field_validator("state")(_check_state)
+    _state = field_validator("state")(check_state)
 
     @property
     def store_location(self) -> str | Path:

@@ -1,14 +1,15 @@
 """``storewatch incidents|tickets|silence``: read (and, for resolve and silences, write) the store.
 
-Each command finds the state directory from ``--state-dir DIR`` or the config (``-c FILE``);
-reads are safe while the daemon runs (SQLite WAL).
+Each command finds the incident store from ``--state URL_OR_PATH`` (a ``postgresql://`` URL or
+a SQLite file), ``--state-dir DIR`` or the config (``-c FILE``: ``agent.state``, else
+``agent.state_dir``), so it works from any host that reaches a shared PostgreSQL store; reads are
+safe while agents run (SQLite WAL; PostgreSQL MVCC).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from agent.config.schema import DEFAULT_CONFIG_PATH
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
 from agent.incidents.engine import manual_resolve
+from agent.state.database import is_driver_error, is_postgres_url, redacted, state_location
 from agent.state.store import IncidentRecord, OutboxState, Store, iso
 from classifier import Phase
 
@@ -45,7 +47,11 @@ def add_parsers(sub: Any) -> None:
     def state(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH,
                          help=f"config file whose state to read (default {DEFAULT_CONFIG_PATH})")
-        cmd.add_argument("--state-dir", type=Path, help="state directory (instead of -c)")
+        where = cmd.add_mutually_exclusive_group()
+        where.add_argument("--state", metavar="URL_OR_PATH",
+                           help="incident store: postgresql://USER@HOST/DB (password from "
+                           "PGPASSWORD or ~/.pgpass) or a SQLite file (instead of -c)")
+        where.add_argument("--state-dir", type=Path, help="state directory (instead of -c)")
 
     incidents = sub.add_parser("incidents", help="list, show or resolve incidents",
                                description="Incidents in the state directory: list, show, "
@@ -130,21 +136,34 @@ def add_parsers(sub: Any) -> None:
     remove.add_argument("id", type=int)
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
+def _location(args: argparse.Namespace) -> str | Path:
+    """The store the command uses: ``--state``, ``--state-dir`` or the config's."""
+    if args.state is not None:
+        from agent.config.schema import check_state
+
+        try:
+            checked = check_state(args.state)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="--state") from None
+        return state_location(checked, Path("."))
     if args.state_dir is not None:
         return Path(args.state_dir)
     from agent.service import load
 
-    return load(args.config).agent.state_dir
+    return load(args.config).agent.store_location
 
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run an ``incidents``/``tickets``/``silence`` command; returns the exit status."""
-    state_dir = _state_dir(args)
+    location = _location(args)
+    where = redacted(str(location)) if is_postgres_url(location) else location
     try:
-        return _run(Store.open_existing(state_dir), args)
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot use the incident store in {state_dir}: {exc}") from None
+        return _run(Store.open_existing(location), args)
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        raise StateError(f"cannot use the incident store {where}: "
+                         f"{scrub(' '.join(str(exc).split()))}") from None
 
 
 def _run(store: Store, args: argparse.Namespace) -> int:

@@ -109,6 +109,11 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
+def is_driver_error(exc: BaseException) -> bool:
+    """An error of a database driver (sqlite3 or psycopg), e.g. a failed statement."""
+    return type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg")
+
+
 def open_database(location: str | Path) -> Database:
     """A connection to the store at ``location`` (a SQLite file path or a PostgreSQL URL);
     a StateError when it cannot be opened."""

@@ -27,7 +27,7 @@ from typing import Any
 
 from agent.errors import StateError
 from agent.state.database import DB_NAME as DB_NAME
-from agent.state.database import Database, Row, open_database
+from agent.state.database import Database, Row, is_driver_error, open_database
 from agent.state.database import db_path as db_path
 from classifier import Evidence, FindingKind, Level, Phase, Track
 
@@ -316,7 +316,7 @@ class Store:
             self.conn.close()
             from agent.state.health import is_state_error
 
-            if not is_state_error(exc) and not _is_db_error(exc):
+            if not is_state_error(exc) and not is_driver_error(exc):
                 raise
             raise StateError(f"cannot migrate the incident store {self.where}: "
                              f"{_one_line(exc)}") from None
@@ -611,11 +611,6 @@ class Store:
 def migrate(conn: Database) -> int:
     """Apply the missing ``MIGRATIONS`` on either backend; return the version found before."""
     return conn.migrate(MIGRATIONS)
-
-
-def _is_db_error(exc: BaseException) -> bool:
-    """A database driver's error (sqlite3 or psycopg), e.g. a failed migration statement."""
-    return type(exc).__module__.split(".")[0] in ("sqlite3", "psycopg")
 
 
 def _one_line(exc: BaseException) -> str:
