@@ -119,9 +119,13 @@ def check_url(url: str) -> str | None:
         return ("PostgreSQL state needs the 'postgres' extra (pip install "
                 "'storewatch[postgres]')")
     try:
-        conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "not a valid PostgreSQL URL (postgresql://USER@HOST[:PORT]/DATABASE)"
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:  # libpq's reason, with the quoted URL parts left out
+        reason = re.sub(r'\s*"[^"]*"', "", str(exc).splitlines()[0]).rstrip(": ")
+        return f"not a valid PostgreSQL URL ({reason}); write postgresql://USER@HOST[:PORT]/DB"
+    for port in str(params.get("port") or "5432").split(","):
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            return "not a valid PostgreSQL URL (the port is not a number from 1 to 65535)"
     return None
 
 
