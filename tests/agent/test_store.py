@@ -60,7 +60,8 @@ def test_open_existing_names_a_missing_store(tmp_path: Path) -> None:
         Store.open_existing(tmp_path / "nothing-here")
 
 
-def test_an_incident_change_and_its_outbox_entries_commit_together(state_location: str | Path) -> None:
+def test_an_incident_change_and_its_outbox_entries_commit_together(
+        state_location: str | Path) -> None:
     store = Store(state_location)
     incident_id = _new_incident(store)
     with pytest.raises(RuntimeError), store.transaction():
@@ -93,7 +94,8 @@ def test_track_round_trip(state_location: str | Path) -> None:
     store.close()
 
 
-def test_readers_see_committed_state_while_a_writer_holds_a_transaction(state_location: str | Path) -> None:
+def test_readers_see_committed_state_while_a_writer_holds_a_transaction(
+        state_location: str | Path) -> None:
     writer = Store(state_location)
     incident_id = _new_incident(writer)
     reader = Store(state_location)

@@ -139,9 +139,8 @@ def test_a_transaction_holds_the_writer_lock_until_it_ends(pg_url: str) -> None:
     try:
         with psycopg.connect(pg_url, autocommit=True) as other:
             lock = "SELECT pg_try_advisory_xact_lock(%s)"
-            with store.transaction():
-                with other.transaction():
-                    assert other.execute(lock, (WRITER_LOCK,)).fetchone() == (False,)
+            with store.transaction(), other.transaction():
+                assert other.execute(lock, (WRITER_LOCK,)).fetchone() == (False,)
             with other.transaction():
                 assert other.execute(lock, (WRITER_LOCK,)).fetchone() == (True,)
     finally:
