@@ -255,7 +255,6 @@ class IncidentService:
             attempt = 1
             while attempt <= TRIES_PER_OBSERVATION:
                 try:
-                    self._held = 1
                     saved = await self.apply(obs)
                 except Exception as exc:
                     failures += 1
@@ -272,6 +271,7 @@ class IncidentService:
                     if saved:
                         break
                     unsaved += 1  # the store cannot take it now: keep it (not a try used up)
+                    self._held = 1
                     await asyncio.sleep(min(STATE_RETRY_MAX_SECONDS,
                                             STATE_RETRY_BASE_SECONDS * 2.0 ** (unsaved - 1)))
             self._held = 0
