@@ -306,7 +306,8 @@ class IncidentService:
             self._just_resolved.clear()
             if not is_state_error(exc):
                 raise
-            self.health.failed(f"{self.store.where}: {exc}")
+            self.health.failed(str(exc) if isinstance(exc, StateError)
+                               else f"{self.store.where}: {exc}")
             return False
         self.health.saved()
         self._recovered()

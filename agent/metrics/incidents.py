@@ -65,6 +65,8 @@ class IncidentCollector(Collector):
             oldest.add_metric([], age)
             dead.add_metric([], float(dead_letters_of(self._conn)))
         except Exception as exc:  # a scrape must not fail because the store is busy
+            if type(exc).__name__ == "UndefinedTable":  # PostgreSQL: not migrated yet
+                return True
             if not self._failing:
                 log.warning("incident metrics unavailable: %s", scrub(" ".join(str(exc).split())))
             self._failing = True
