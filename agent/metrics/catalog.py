@@ -83,8 +83,9 @@ OUTBOX_DEAD = MetricDef("storewatch_outbox_dead_letters", "gauge",
                         "Ticket actions given up as dead letters (a tracker refused them for "
                         "good); they stay until `storewatch tickets retry`.")
 STATE_WRITABLE = MetricDef("storewatch_state_writable", "gauge",
-                           "1 while incidents and the outbox are being saved to the state "
-                           "directory, 0 while they cannot be (unwritable, disk full).")
+                           "1 while incidents and the outbox are being saved to the incident "
+                           "store, 0 while they cannot be (unwritable, disk full, database "
+                           "unreachable).")
 INCIDENT_ERRORS = MetricDef("storewatch_incident_errors_total", "counter",
                             "Agent-side errors of the incident consumer (a bug, a sink that "
                             "cannot be built); each is retried with backoff.")
@@ -116,7 +117,7 @@ ALL: tuple[MetricDef, ...] = (
     PROBE_HTTP_STATUS, PROBE_LAST_RUN, TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS,
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING, OUTBOX_OLDEST_AGE,
-    OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
+    OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED, INCIDENT_QUEUE_LENGTH,
     INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
     SITE_IN_FLIGHT,
 )
