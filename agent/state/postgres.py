@@ -10,7 +10,8 @@ Several agents share one database (issue 15). The ``Store``'s portable SQL runs 
   across agents exactly like SQLite's single writer, so the engine's and the outbox's
   read-modify-write is safe without row locks; ``migrate`` runs under the same lock, so two
   agents starting at once do not both migrate;
-* the connection is autocommit outside ``transaction()`` (reads see the latest commits).
+* the connection is autocommit outside ``transaction()`` (reads see the latest commits), and
+  READ COMMITTED inside, whatever the database's default.
 
 A lost connection (server stopped, restarted, network) raises psycopg's OperationalError, a
 state error for ``StateHealth``; the next call connects again (``connect_timeout`` and TCP
@@ -165,8 +166,12 @@ class PostgresDatabase:
             conn.close()
             self._conn = None
         try:
-            self._conn = psycopg.connect(make_conninfo("", **self._params), autocommit=True,
-                                         row_factory=_pg_rows)
+            conn = psycopg.connect(make_conninfo("", **self._params), autocommit=True,
+                                   row_factory=_pg_rows)
+            # each statement after the writer lock must see what the previous holder committed
+            # (a database default of REPEATABLE READ would freeze the snapshot before the lock)
+            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+            self._conn = conn
         except psycopg.Error as exc:
             detail = scrub(" ".join(str(exc).split()))
             raise StateError(f"cannot connect to the incident store {self.where}: "

@@ -107,10 +107,16 @@ def test_agents_starting_at_once_migrate_exactly_once(pg_url: str) -> None:
         assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (1,)
 
 
-def test_transactions_serialise_read_modify_write_across_connections(pg_url: str) -> None:
+@pytest.mark.parametrize("default", ["read committed", "repeatable read"])
+def test_transactions_serialise_read_modify_write_across_connections(pg_url: str,
+                                                                    default: str) -> None:
     """Four stores (as four agents) each add 25 to one counter with a read, then a write, in
-    ``transaction()``: without the writer lock, concurrent reads would lose increments."""
+    ``transaction()``: without the writer lock, concurrent reads would lose increments (and
+    with a REPEATABLE READ database default, reads after the lock would be stale)."""
     Store(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} SET "
+                     f"default_transaction_isolation = '{default}'".encode())
 
     def bump() -> None:
         store = Store(pg_url)
