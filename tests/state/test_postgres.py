@@ -238,3 +238,15 @@ def test_a_bad_state_url_is_one_line_at_validate_without_the_password(
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"storewatch: {config}:3: agent.state: {message}"]
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_a_postgres_url_without_the_driver_says_which_extra(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.state.postgres
+
+    monkeypatch.setattr(agent.state.postgres, "psycopg", None)
+    with pytest.raises(StateError) as caught:
+        Store("postgresql://storewatch:Pw-canary-x1@db.example/storewatch")
+    assert str(caught.value) == (
+        "cannot use the incident store postgresql://storewatch@db.example/storewatch: "
+        "PostgreSQL state needs the 'postgres' extra (pip install 'storewatch[postgres]')")
