@@ -17,8 +17,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from prometheus_client import CollectorRegistry
 
+import agent.incidents.service
 from agent.demo.storefront import DemoStore
+from agent.httpclient import HttpClients
+from agent.incidents.service import IncidentService
+from agent.metrics.incidents import IncidentMetrics
+from agent.state.health import StateHealth
+from classifier import FindingKind
+from tests.agent.test_incident_service import make_config, observation
 from tests.agent.test_incidents_e2e import Daemon, daemon, wait_for, write_config
 from tests.agent.test_metrics import parse
 from tests.pgcluster import PostgresCluster
@@ -118,3 +126,42 @@ async def test_the_server_stopped_and_started_under_a_running_agent(
     assert len([x for x in output.splitlines() if NOT_SAVED in x]) == 1, output
     assert "Traceback" not in output, output
     assert f"postgresql://storewatch@127.0.0.1:{cluster.port}/storewatch" in output
+
+
+async def test_a_server_down_at_start_is_reopened_and_the_waiting_runs_are_saved(
+        tmp_path: Path, cluster: PostgresCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incident service starts while PostgreSQL is down: nothing is lost, the runs wait
+    (counted in the queue gauge), and once the server is up the store opens and they are saved
+    in order."""
+    monkeypatch.setattr(agent.incidents.service, "REOPEN_SECONDS", 0.2)
+    cluster.pause()
+    config = make_config(tmp_path / "state")
+    config = config.model_copy(update={"agent": config.agent.model_copy(
+        update={"state": cluster.url(password=SECRET)})})
+    registry = CollectorRegistry()
+    clients = HttpClients("storewatch-test")
+    health = StateHealth(registry)
+    metrics = IncidentMetrics(registry, config.agent.store_location)
+    service = IncidentService(config, clients, metrics, health)
+    service.guard.targets = ()
+    service.start()
+    try:
+        assert not health.writable and SECRET not in (health.reason or "")
+        assert "cannot connect to the incident store postgresql://storewatch@127.0.0.1" in (
+            health.reason or "")
+        for i in range(3):
+            service.submit(observation(config, f"page-{i}", FindingKind.SLOW_RESPONSE))
+        await wait_for("the runs waiting", lambda: registry.get_sample_value(
+            "storewatch_incident_queue_length") == 3.0, 20)
+        assert registry.get_sample_value("storewatch_state_writable") == 0.0
+        cluster.resume()
+        await wait_for("the waiting runs saved", lambda: len(pg_rows(
+            cluster.url(), "SELECT id FROM incidents")) == 3, 30)
+        assert [r[0] for r in pg_rows(cluster.url(), "SELECT check_name FROM incidents ORDER "
+                                                     "BY id")] == ["page-0", "page-1", "page-2"]
+        assert health.writable
+        assert registry.get_sample_value("storewatch_incident_queue_length") == 0.0
+    finally:
+        await service.stop()
+        metrics.close()
+        await clients.aclose()
