@@ -59,6 +59,10 @@ class Database(Protocol):
         """Run one statement (``?`` placeholders) outside or inside ``transaction()``."""
         ...
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+        ...
+
     def transaction(self) -> AbstractContextManager[None]:
         """One write transaction, writers serialised across processes; rolled back on error."""
         ...

@@ -185,6 +185,11 @@ class PostgresDatabase:
             return conn.execute(placeholders(sql), tuple(args))
         return conn.execute(sql)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row (``?`` placeholders)."""
+        with self._connection().cursor() as cur:
+            cur.executemany(placeholders(sql), [tuple(r) for r in rows])
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A transaction that first takes the writer lock (held until it ends)."""

@@ -71,6 +71,10 @@ class SqliteDatabase:
         """Run one statement."""
         return self.conn.execute(sql, args)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+        self.conn.executemany(sql, rows)
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` … ``COMMIT``."""

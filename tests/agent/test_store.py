@@ -139,3 +139,30 @@ def test_silences_expire(state_location: str | Path) -> None:
     assert store.silences(NOW + timedelta(minutes=30)) == []
     assert store.remove_silence(sid) and not store.remove_silence(sid)
     store.close()
+
+
+def test_the_backend_runs_portable_sql_as_written(state_location: str | Path) -> None:
+    """What store code may use on both backends: ``?`` placeholders (also next to a literal
+    ``%``), rows by name, ``RETURNING id``, ``rowcount``, ``executemany``, ``ON CONFLICT``."""
+    store = Store(state_location)
+    try:
+        db = store.conn
+        with store.transaction():
+            db.executemany("INSERT INTO tracks (fingerprint, state) VALUES (?, ?)",
+                           [("a%1", "x"), ("b?2", "y")])
+            row = db.execute("INSERT INTO silences (site, check_name, reason, created_at, "
+                             "expires_at) VALUES (?, NULL, '50% off?', 1.5, ?) RETURNING id",
+                             ("shop", 2.5)).fetchone()
+        assert row["id"] == 1
+        found = db.execute("SELECT fingerprint FROM tracks WHERE fingerprint LIKE 'a%' OR "
+                           "fingerprint = ? ORDER BY fingerprint", ("b?2",)).fetchall()
+        assert [r["fingerprint"] for r in found] == ["a%1", "b?2"]
+        assert db.execute("SELECT reason FROM silences").fetchone()["reason"] == "50% off?"
+        changed = db.execute("UPDATE tracks SET state = ? WHERE state != ?", ("z", "x"))
+        assert changed.rowcount == 1
+        db.execute("INSERT INTO tracks (fingerprint, state) VALUES (?, ?) ON CONFLICT "
+                   "(fingerprint) DO UPDATE SET state = excluded.state", ("a%1", "w"))
+        assert db.execute("SELECT COUNT(*) AS n FROM tracks WHERE state IN ('w', 'z')"
+                          ).fetchone()["n"] == 2
+    finally:
+        store.close()
