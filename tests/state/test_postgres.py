@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from agent.errors import StateError
+from agent.state.health import is_state_error
 from agent.state.postgres import WRITER_LOCK, PostgresDatabase, ddl, placeholders
 from agent.state.store import MIGRATIONS, SCHEMA_VERSION, Store
 from classifier import Evidence, FindingKind, Level, Phase, Track
@@ -250,3 +251,20 @@ def test_a_postgres_url_without_the_driver_says_which_extra(
     assert str(caught.value) == (
         "cannot use the incident store postgresql://storewatch@db.example/storewatch: "
         "PostgreSQL state needs the 'postgres' extra (pip install 'storewatch[postgres]')")
+
+
+def test_a_writer_waits_for_the_lock_at_most_lock_timeout(pg_url: str) -> None:
+    """Another agent holding the writer lock too long: the write fails as a state error (tried
+    again by the service), like SQLite's busy timeout; here 0.3 s instead of 10 s."""
+    Store(pg_url).close()
+    store = Store(pg_url + "?options=-c%20lock_timeout%3D300")
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as other, other.transaction():
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITER_LOCK,))
+            with pytest.raises(psycopg.errors.LockNotAvailable) as caught, store.transaction():
+                pass
+            assert is_state_error(caught.value)
+        with store.transaction():  # free again
+            store.save_track("fp", Track())
+    finally:
+        store.close()
