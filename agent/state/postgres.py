@@ -149,7 +149,6 @@ class PostgresDatabase:
         problem = check_url(url)
         if problem is not None:
             raise StateError(f"cannot use the incident store {redacted(url)}: {problem}")
-        self.url = url
         self.where = redacted(url)
         params = conninfo_to_dict(url)
         for key, value in CONNECT_DEFAULTS.items():
