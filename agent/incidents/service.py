@@ -247,7 +247,9 @@ class IncidentService:
 
     async def _consume(self) -> None:
         """Apply queued observations in order for as long as the agent runs; an error is
-        reported (``_trouble``) and the observation tried again after a backoff."""
+        reported (``_trouble``) and the observation tried again after a backoff (given up after
+        ``TRIES_PER_OBSERVATION``); one the store cannot take is kept and tried again until it
+        can, while the next ones wait in the queue."""
         failures = 0
         while True:
             obs = await self._queue.get()
