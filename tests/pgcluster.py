@@ -75,9 +75,13 @@ class PostgresCluster:
         self._run([str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
                    "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"], "initdb")
         self.port = free_port()
-        self.resume()
-        self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                   self.user, self.database], "createdb")
+        try:
+            self.resume()
+            self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                       "-U", self.user, self.database], "createdb")
+        except BaseException:
+            self.stop()  # no server or temp directory left behind
+            raise
         return self
 
     def url(self, database: str | None = None, password: str | None = None) -> str:
