@@ -44,7 +44,6 @@ from agent.report import ChangeTracker
 from agent.scheduler import CheckRunner, CheckScheduler
 from agent.state.baselines import BaselineStore
 from agent.state.health import StateHealth
-from agent.state.store import db_path
 from agent.systemd import Notifier
 
 log = logging.getLogger(__name__)
@@ -136,7 +135,8 @@ class Agent:
                                   f"{exc.strerror or exc}") from None
         self.state = StateHealth(self.metrics.registry)
         self.incident_metrics = IncidentMetrics(self.metrics.registry,
-                                                db_path(config.agent.state_dir))
+                                                config.agent.store_location,
+                                                config.agent.state_dir)
         self.incidents = IncidentService(config, self.clients, self.incident_metrics, self.state)
         self._started = time.time()
         self._stop = asyncio.Event()
@@ -226,6 +226,8 @@ class Agent:
             log.warning("agent.listen changed; restart the agent to rebind /metrics")
         if config.agent.state_dir != self.config.agent.state_dir:
             log.warning("agent.state_dir changed; restart the agent to use the new one")
+        if config.agent.state != self.config.agent.state:
+            log.warning("agent.state changed; restart the agent to use the new store")
         # the swap: plain assignments and scheduler bookkeeping, nothing that builds or connects
         self.config = config
         self.incidents.reconfigure(config, sinks)

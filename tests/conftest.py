@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import pytest
 
 from agent.demo.storefront import DemoStore, start_store
 from agent.httpclient import HttpClients
+from agent.state.store import db_path
+from tests.pgcluster import PostgresCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +37,41 @@ async def clients() -> AsyncIterator[HttpClients]:
     stack = HttpClients("storewatch-test")
     yield stack
     await stack.aclose()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """One throw-away PostgreSQL server on 127.0.0.1 for the session (tests/pgcluster.py)."""
+    with PostgresCluster(user="storewatch", database="storewatch") as cluster:
+        yield cluster
+
+
+_databases = itertools.count(1)
+
+
+def fresh_database(cluster: PostgresCluster) -> str:
+    """Create an empty database in ``cluster``; returns its URL."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return cluster.url(name)
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PostgresCluster) -> str:
+    """The ``postgresql://`` URL of a fresh, empty database (one per test)."""
+    return fresh_database(pg_cluster)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_location(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test's incident store lives, once per backend: the SQLite file of ``tmp_path``
+    as state directory, or a fresh PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return db_path(tmp_path)
+    return fresh_database(request.getfixturevalue("pg_cluster"))
 
 
 @pytest.fixture

@@ -28,9 +28,11 @@ from agent import __version__
 from agent.config.durations import Duration, PositiveDuration, format_duration
 from agent.config.headers import ProbeHeaderMap
 from agent.config.loader import ValueErrorAt
+from agent.config.secrets import register_secret
 from agent.sinks import DEFAULT_SINK, SinkConfig
 from agent.sinks.config import SinkModel
 from agent.sinks.sqlite import SqliteSinkConfig
+from agent.state.database import is_postgres_url, state_location
 from classifier import FindingKind, Level, Plan
 
 DEFAULT_CONFIG_PATH = "/etc/storewatch/config.yaml"
@@ -73,6 +75,26 @@ def _check_listen(value: str) -> str:
     return value
 
 
+def check_state(value: str | None) -> str | None:
+    """``agent.state``: a PostgreSQL URL (its password registered as a secret) or a file path;
+    an error never quotes the value (it may hold a password)."""
+    if value is None:
+        return None
+    if is_postgres_url(value):
+        from agent.state.postgres import check_url, url_password
+
+        problem = check_url(value)
+        if problem is not None:
+            raise ValueError(problem)
+        password = url_password(value)
+        if password:
+            register_secret(password)
+        return value
+    if "://" in value or not value.strip():
+        raise ValueError("expected a postgresql:// URL or the path of a SQLite file")
+    return value
+
+
 def split_listen(value: str) -> tuple[str, int]:
     """``'127.0.0.1:9478'`` → ``('127.0.0.1', 9478)``; ``'[::1]:9478'`` → ``('::1', 9478)``."""
     host, _, port = _check_listen(value).rpartition(":")
@@ -90,6 +112,11 @@ class AgentSettings(StrictModel):
     """Where the agent probes from (e.g. ``fra``), for confirmation across locations."""
     listen: str = DEFAULT_LISTEN
     state_dir: Path = Path("/var/lib/storewatch")
+    """Files the agent keeps: baselines, evidence, the SQLite incident store by default."""
+    state: str | None = None
+    """The incident store: unset, the SQLite file ``<state_dir>/storewatch.db``; a SQLite file
+    path; or ``postgresql://USER@HOST[:PORT]/DB`` (a shared store for a fleet of agents; the
+    password through ``${cred:…}``/``${VAR}``/``PGPASSFILE``, never in clear)."""
     concurrency: int = Field(default=50, ge=1, le=10_000)
     user_agent: str = (f"storewatch/{__version__} (synthetic monitoring; no orders placed; "
                        "agent {agent})")
@@ -101,6 +128,12 @@ class AgentSettings(StrictModel):
     """The shared Chromium of ``type: browser`` checks."""
 
     _listen = field_validator("listen")(_check_listen)
+    _state = field_validator("state")(check_state)
+
+    @property
+    def store_location(self) -> str | Path:
+        """Where the incident store is: ``state``, else ``<state_dir>/storewatch.db``."""
+        return state_location(self.state, self.state_dir)
 
 
 DEFAULT_REQUEST_TIMEOUT_S = 30.0

@@ -1,14 +1,15 @@
 """``storewatch incidents|tickets|silence``: read (and, for resolve and silences, write) the store.
 
-Each command finds the state directory from ``--state-dir DIR`` or the config (``-c FILE``);
-reads are safe while the daemon runs (SQLite WAL).
+Each command finds the incident store from ``--state URL_OR_PATH`` (a ``postgresql://`` URL or
+a SQLite file), ``--state-dir DIR`` or the config (``-c FILE``: ``agent.state``, else
+``agent.state_dir``), so it works from any host that reaches a shared PostgreSQL store; reads are
+safe while agents run (SQLite WAL; PostgreSQL MVCC).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
 from agent.evidence import evidence_files, evidence_url
 from agent.incidents.engine import manual_resolve
+from agent.state.database import is_driver_error, is_postgres_url, redacted, state_location
 from agent.state.store import IncidentRecord, OutboxState, Store, iso
 from classifier import Phase
 
@@ -46,7 +48,11 @@ def add_parsers(sub: Any) -> None:
     def state(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG_PATH,
                          help=f"config file whose state to read (default {DEFAULT_CONFIG_PATH})")
-        cmd.add_argument("--state-dir", type=Path, help="state directory (instead of -c)")
+        where = cmd.add_mutually_exclusive_group()
+        where.add_argument("--state", metavar="URL_OR_PATH",
+                           help="incident store: postgresql://USER@HOST/DB (password from "
+                           "PGPASSWORD or ~/.pgpass) or a SQLite file (instead of -c)")
+        where.add_argument("--state-dir", type=Path, help="state directory (instead of -c)")
 
     incidents = sub.add_parser("incidents", help="list, show or resolve incidents",
                                description="Incidents in the state directory: list, show, "
@@ -133,21 +139,34 @@ def add_parsers(sub: Any) -> None:
     remove.add_argument("id", type=int)
 
 
-def _state_dir(args: argparse.Namespace) -> Path:
+def _location(args: argparse.Namespace) -> str | Path:
+    """The store the command uses: ``--state``, ``--state-dir`` or the config's."""
+    if args.state is not None:
+        from agent.config.schema import check_state
+
+        try:
+            checked = check_state(args.state)
+        except ValueError as exc:
+            raise ConfigError(str(exc), field="--state") from None
+        return state_location(checked, Path("."))
     if args.state_dir is not None:
         return Path(args.state_dir)
     from agent.service import load
 
-    return load(args.config).agent.state_dir
+    return load(args.config).agent.store_location
 
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run an ``incidents``/``tickets``/``silence`` command; returns the exit status."""
-    state_dir = _state_dir(args)
+    location = _location(args)
+    where = redacted(str(location)) if is_postgres_url(location) else location
     try:
-        return _run(Store.open_existing(state_dir), args)
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot use the incident store in {state_dir}: {exc}") from None
+        return _run(Store.open_existing(location), args)
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
+        raise StateError(f"cannot use the incident store {where}: "
+                         f"{scrub(' '.join(str(exc).split()))}") from None
 
 
 def _run(store: Store, args: argparse.Namespace) -> int:
@@ -156,7 +175,7 @@ def _run(store: Store, args: argparse.Namespace) -> int:
             case "incidents", "list":
                 return _list(store, args.open, args.json)
             case "incidents", "show":
-                return _show(store, args.id, args.json, _evidence_base_url(args))
+                return _show(store, args.id, args.json, *_evidence_place(args))
             case "incidents", "resolve":
                 if not manual_resolve(store, args.id, datetime.now(UTC)):
                     raise StateError(f"incident #{args.id} does not exist or is not active")
@@ -243,30 +262,36 @@ def _list(store: Store, open_only: bool, as_json: bool) -> int:
     return EXIT_OK
 
 
-def _evidence_base_url(args: argparse.Namespace) -> str | None:
-    """``incidents.evidence.url`` of the config (none with ``--state-dir``: no config read)."""
+def _evidence_place(args: argparse.Namespace) -> tuple[str | None, Path | None]:
+    """``incidents.evidence.url`` and the state directory of the config; with ``--state-dir``
+    or ``--state`` no config is read (no URL; a SQLite file's folder is its state directory)."""
     if args.state_dir is not None:
-        return None
+        return None, Path(args.state_dir)
+    if args.state is not None:
+        location = _location(args)
+        return None, location.parent if isinstance(location, Path) else None
     from agent.service import load
 
-    return load(args.config).incidents.evidence.url
+    config = load(args.config)
+    return config.incidents.evidence.url, config.agent.state_dir
 
 
-def evidence_rows(record: IncidentRecord, state_dir: Path,
+def evidence_rows(record: IncidentRecord, state_dir: Path | None,
                   base_url: str | None) -> list[dict[str, Any]]:
     """The incident's evidence files: label, path on the agent host, URL, still on disk."""
     return [{"label": f.label, "path": str(f.path), "exists": f.path.is_file(),
-             "url": evidence_url(base_url, state_dir, f.path)}
+             "url": evidence_url(base_url, state_dir, f.path) if state_dir else None}
             for f in evidence_files(record.evidence)]
 
 
-def _show(store: Store, incident_id: int, as_json: bool, base_url: str | None = None) -> int:
+def _show(store: Store, incident_id: int, as_json: bool, base_url: str | None = None,
+          state_dir: Path | None = None) -> int:
     record = store.incident(incident_id)
     if record is None:
         raise StateError(f"no incident #{incident_id}")
     doc = incident_json(store, record)
     doc.update(rule=record.rule, reason=record.reason, evidence=record.evidence.as_dict(),
-               evidence_files=evidence_rows(record, store.path.parent, base_url),
+               evidence_files=evidence_rows(record, state_dir, base_url),
                suppressed=list(record.suppressed), causes=list(record.causes),
                history=[{"at": iso(at), "type": t, "text": scrub(text)}
                         for at, t, text in store.events(incident_id)],

@@ -11,10 +11,15 @@ store is (re)opened is logged once (with its traceback), counted in
 ``storewatch_incident_errors_total``, and retried with backoff; a line says when handling
 works again.
 
-If the store cannot be opened (state directory unusable) or stops taking writes (disk full),
-probing and ``/metrics`` go on: ``StateHealth`` logs one line and sets
-``storewatch_state_writable`` to 0; the store is tried again every ``REOPEN_SECONDS`` and every
-observation is tried again, so saving resumes by itself once the cause is fixed.
+If the store cannot be opened (state directory unusable, PostgreSQL unreachable) or stops
+taking writes (disk full, the database server stopped or cut off), probing and ``/metrics`` go
+on: ``StateHealth`` logs one line and sets ``storewatch_state_writable`` to 0. The observation
+that could not be saved is kept and tried again (every ``STATE_RETRY_MAX_SECONDS`` at most; a
+store that could not be opened at all is reopened every ``REOPEN_SECONDS``, a lost PostgreSQL
+connection is made again by the next call), and the ones arriving meanwhile wait behind it in
+the queue (its overflow policy applies: L1 ones are never dropped). Once the store takes writes
+again they are applied in order, each at the time it was observed, and
+``storewatch_incident_queue_length`` shows the backlog shrinking: the agent catching up.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -45,7 +50,7 @@ from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
 from agent.sinks.resend import Resender
 from agent.state.health import StateHealth, is_state_error
-from agent.state.store import IncidentRecord, Store, db_path
+from agent.state.store import IncidentRecord, Store
 from agent.state.thread import StoreThread
 
 log = logging.getLogger(__name__)
@@ -59,6 +64,15 @@ RETRY_MAX_SECONDS = 30.0
 
 TRIES_PER_OBSERVATION = 3
 """How often one observation is tried before it is given up (its check runs again anyway)."""
+
+STATE_RETRY_BASE_SECONDS = 0.5
+STATE_RETRY_MAX_SECONDS = 10.0
+"""An observation the store could not take is tried again after 0.5 s, doubling while the store
+stays unusable, at most every 10 s."""
+
+CATCH_UP_AFTER_SECONDS = 5.0
+"""An observation applied this long after its run ended counts at its own time (catching up
+after an outage of the store), not at the time it is applied."""
 
 
 class IncidentService:
@@ -86,8 +100,11 @@ class IncidentService:
         self._failing: str | None = None
         self._just_opened: list[tuple[IncidentRecord, str | None]] = []
         self._just_resolved: list[IncidentRecord] = []
+        self._held = 0  # the observation the consumer keeps while the store cannot take it
+        if metrics is not None:
+            metrics.queue_length.set_function(self.waiting)
         try:
-            store = Store(db_path(self.config.agent.state_dir))
+            store = Store(self.config.agent.store_location)
         except StateError as exc:
             self._tried_at = time.monotonic()
             self.health.failed(str(exc))
@@ -125,7 +142,7 @@ class IncidentService:
             return False
         self._tried_at = now
         try:
-            store = await self._db.run(Store, db_path(self.config.agent.state_dir))
+            store = await self._db.run(Store, self.config.agent.store_location)
         except StateError as exc:
             self.health.failed(str(exc))
             return False
@@ -212,6 +229,10 @@ class IncidentService:
         """Queue an observation (called from the scheduler's callback)."""
         self._queue.put(obs)
 
+    def waiting(self) -> int:
+        """Observations not applied yet: queued, plus one held while the store is unusable."""
+        return len(self._queue) + self._held
+
     def _dropped(self, obs: Observation) -> None:
         if self.metrics is not None:
             self.metrics.dropped.inc()
@@ -243,13 +264,17 @@ class IncidentService:
 
     async def _consume(self) -> None:
         """Apply queued observations in order for as long as the agent runs; an error is
-        reported (``_trouble``) and the observation tried again after a backoff."""
+        reported (``_trouble``) and the observation tried again after a backoff (given up after
+        ``TRIES_PER_OBSERVATION``); one the store cannot take is kept and tried again until it
+        can, while the next ones wait in the queue."""
         failures = 0
         while True:
             obs = await self._queue.get()
-            for attempt in range(1, TRIES_PER_OBSERVATION + 1):
+            unsaved = 0
+            attempt = 1
+            while attempt <= TRIES_PER_OBSERVATION:
                 try:
-                    await self.apply(obs)
+                    saved = await self.apply(obs)
                 except Exception as exc:
                     failures += 1
                     self._trouble(f"incident engine failed on {obs.result.site}/"
@@ -259,9 +284,16 @@ class IncidentService:
                                     "again", obs.result.site, obs.result.check, attempt)
                     await asyncio.sleep(min(RETRY_MAX_SECONDS,
                                             RETRY_BASE_SECONDS * 2.0 ** (failures - 1)))
+                    attempt += 1
                 else:
                     failures = 0
-                    break
+                    if saved:
+                        break
+                    unsaved += 1  # the store cannot take it now: keep it (not a try used up)
+                    self._held = 1
+                    await asyncio.sleep(min(STATE_RETRY_MAX_SECONDS,
+                                            STATE_RETRY_BASE_SECONDS * 2.0 ** (unsaved - 1)))
+            self._held = 0
 
     def _trouble(self, what: str, exc: Exception) -> None:
         """Count an agent-side error; log it (with its traceback) only when it is news."""
@@ -287,13 +319,14 @@ class IncidentService:
             online = True
             if obs.result.findings:
                 online = await self.guard.online()
-            await self._db.run(self.engine.handle, obs, online=online)
+            await self._db.run(self.engine.handle, obs, online=online, now=_catch_up_time(obs))
         except Exception as exc:
             self._just_opened.clear()  # rolled back: nothing was opened or resolved
             self._just_resolved.clear()
             if not is_state_error(exc):
                 raise
-            self.health.failed(f"{self.store.path}: {exc}")
+            self.health.failed(str(exc) if isinstance(exc, StateError)
+                               else f"{self.store.where}: {exc}")
             return False
         self.health.saved()
         self._recovered()
@@ -323,6 +356,14 @@ class IncidentService:
         if self._store is not None:
             await self._db.run(self._store.close)
         self._db.close()
+
+
+def _catch_up_time(obs: Observation) -> datetime | None:
+    """When ``obs``'s run ended if that is ``CATCH_UP_AFTER_SECONDS`` ago or more (the engine
+    then applies it at that time), else None (now)."""
+    ended = obs.result.started_at + timedelta(seconds=obs.result.duration_s)
+    late = (datetime.now(UTC) - ended).total_seconds() >= CATCH_UP_AFTER_SECONDS
+    return ended if late else None
 
 
 def _report_resolved(record: IncidentRecord) -> None:

@@ -87,14 +87,19 @@ OUTBOX_DEAD = MetricDef("storewatch_outbox_dead_letters", "gauge",
                         "Ticket actions given up as dead letters (a tracker refused them for "
                         "good); they stay until `storewatch tickets retry`.")
 STATE_WRITABLE = MetricDef("storewatch_state_writable", "gauge",
-                           "1 while incidents and the outbox are being saved to the state "
-                           "directory, 0 while they cannot be (unwritable, disk full).")
+                           "1 while incidents and the outbox are being saved to the incident "
+                           "store, 0 while they cannot be (unwritable, disk full, database "
+                           "unreachable).")
 INCIDENT_ERRORS = MetricDef("storewatch_incident_errors_total", "counter",
                             "Agent-side errors of the incident consumer (a bug, a sink that "
                             "cannot be built); each is retried with backoff.")
 INCIDENT_QUEUE_DROPPED = MetricDef("storewatch_incident_queue_dropped_total", "counter",
                                    "Non-L1 observations dropped because the incident queue was "
                                    "full (L1 ones are never dropped).")
+INCIDENT_QUEUE_LENGTH = MetricDef("storewatch_incident_queue_length", "gauge",
+                                  "Observations waiting for the incident engine; it grows while "
+                                  "the state cannot be saved (database unreachable, disk full) "
+                                  "and shrinks while the agent catches up.")
 INCIDENT_COLLECTOR_SUCCESS = MetricDef("storewatch_incident_collector_success", "gauge",
                                        "1 if this scrape could read incidents and outbox from "
                                        "the store, 0 if the query failed.")
@@ -125,6 +130,7 @@ ALL: tuple[MetricDef, ...] = (
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     AGENT_INFO, INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING,
     OUTBOX_OLDEST_AGE, OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
+    INCIDENT_QUEUE_LENGTH,
     INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
     SITE_IN_FLIGHT, EVIDENCE_BYTES, EVIDENCE_FILES, EVIDENCE_PRUNED,
 )

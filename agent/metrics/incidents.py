@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from agent.config.secrets import scrub
 from agent.evidence import EVIDENCE_DIR, DiskUsageCache
 from agent.metrics import catalog as c
-from agent.state.store import connect, dead_letters_of, open_counts_of, pending_stats_of
+from agent.state.database import Database, is_postgres_url, open_database
+from agent.state.store import dead_letters_of, open_counts_of, pending_stats_of
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,9 @@ class IncidentCollector(Collector):
     ``storewatch_incident_collector_success`` to 0, logged once until it works again.
     """
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: str | Path) -> None:
         self._db = db
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Database | None = None
         self._lock = threading.Lock()
         self._failing = False
 
@@ -52,11 +53,12 @@ class IncidentCollector(Collector):
     def _read(self, open_: GaugeMetricFamily, pending: GaugeMetricFamily,
               oldest: GaugeMetricFamily, dead: GaugeMetricFamily) -> bool:
         """Fill the gauges from the store (holding the lock); False if the query failed."""
-        if self._conn is None and not self._db.is_file():  # the agent has not started yet
+        if (self._conn is None and not is_postgres_url(self._db)
+                and not Path(self._db).is_file()):  # the agent has not started yet
             return True
         try:
             if self._conn is None:
-                self._conn = connect(self._db)
+                self._conn = open_database(self._db)
             for (site, level), n in sorted(open_counts_of(self._conn).items()):
                 open_.add_metric([site, level], float(n))
             count, age = pending_stats_of(self._conn, datetime.now(UTC))
@@ -64,8 +66,10 @@ class IncidentCollector(Collector):
             oldest.add_metric([], age)
             dead.add_metric([], float(dead_letters_of(self._conn)))
         except Exception as exc:  # a scrape must not fail because the store is busy
+            if type(exc).__name__ == "UndefinedTable":  # PostgreSQL: not migrated yet
+                return True
             if not self._failing:
-                log.warning("incident metrics unavailable: %s", exc)
+                log.warning("incident metrics unavailable: %s", scrub(" ".join(str(exc).split())))
             self._failing = True
             return False
         if self._failing:
@@ -106,10 +110,15 @@ class EvidenceCollector(Collector):
 class IncidentMetrics:
     """Counters of the incident engine and the outbox, on the agent's registry."""
 
-    def __init__(self, registry: CollectorRegistry, db: Path) -> None:
+    def __init__(self, registry: CollectorRegistry, db: str | Path,
+                 state_dir: Path | None = None) -> None:
         self.collector = IncidentCollector(db)
         registry.register(self.collector)
-        self.evidence = EvidenceCollector(db.parent / EVIDENCE_DIR)
+        if state_dir is None:
+            if not isinstance(db, Path):
+                raise ValueError("IncidentMetrics needs the state directory with a database URL")
+            state_dir = db.parent  # the evidence folder sits beside a SQLite store by default
+        self.evidence = EvidenceCollector(state_dir / EVIDENCE_DIR)
         registry.register(self.evidence)
         self.pruned = Counter(c.EVIDENCE_PRUNED.name.removesuffix("_total"),
                               c.EVIDENCE_PRUNED.help, registry=registry)
@@ -117,6 +126,8 @@ class IncidentMetrics:
                               registry=registry)
         self.dropped = Counter(c.INCIDENT_QUEUE_DROPPED.name.removesuffix("_total"),
                                c.INCIDENT_QUEUE_DROPPED.help, registry=registry)
+        self.queue_length = Gauge(c.INCIDENT_QUEUE_LENGTH.name, c.INCIDENT_QUEUE_LENGTH.help,
+                                  registry=registry)
         self.opened = Counter(c.INCIDENTS_OPENED.name.removesuffix("_total"),
                               c.INCIDENTS_OPENED.help, list(c.INCIDENTS_OPENED.labels),
                               registry=registry)

@@ -22,16 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from agent.config.secrets import scrub
-from agent.errors import PermanentSinkError, RetryableSinkError, StateError
+from agent.errors import PermanentSinkError, RetryableSinkError
 from agent.sinks.base import EventKind, TicketEvent, TicketRef, TicketSink
 from agent.sinks.render import SiteInfo, incident_view
-from agent.state.health import StateHealth, is_state_error
+from agent.state.health import StateHealth, is_database_error, is_state_error
 from agent.state.store import OutboxEntry, Store
 from agent.state.thread import StoreThread, run_inline
 from classifier import Level
@@ -148,7 +147,7 @@ class Outbox:
                 except Exception as exc:  # a store error must not end delivery for good
                     if self.health is not None and is_state_error(exc):
                         failed_at = time.monotonic()
-                        self.health.failed(f"{self.store.path}: {exc}")  # logged once
+                        self.health.failed(f"{self.store.where}: {exc}")  # logged once
                     else:
                         log.exception("outbox delivery pass of %s failed; retrying", name)
             await _first(stop, wake, timeout=wait)
@@ -202,7 +201,7 @@ class Outbox:
                               None, now)
             return
         except Exception as exc:  # a sink bug: keep the entry, retry later
-            if isinstance(exc, sqlite3.Error | StateError) and is_state_error(exc):
+            if is_database_error(exc):
                 raise  # the store cannot be written (disk full...): the worker reports it
             log.exception("sink %s failed unexpectedly", entry.sink)
             await self._retry(entry, record.level, f"unexpected {type(exc).__name__}", None, now)

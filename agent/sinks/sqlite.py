@@ -17,7 +17,8 @@ from typing import Literal
 from agent.sinks.base import IncidentView, SinkBuildContext, TicketEvent, TicketRef
 from agent.sinks.config import SinkModel
 from agent.sinks.render import resolution_text
-from agent.state.store import connect, db_path, immediate, ts
+from agent.state.sqlite import SqliteDatabase, immediate
+from agent.state.store import MIGRATIONS, db_path, ts
 
 
 class SqliteSinkConfig(SinkModel):
@@ -27,11 +28,18 @@ class SqliteSinkConfig(SinkModel):
 
 
 class SqliteSink:
-    """Tickets as rows of ``local_tickets`` in ``<state_dir>/storewatch.db``."""
+    """Tickets as rows of ``local_tickets`` in ``<state_dir>/storewatch.db`` (always this local
+    SQLite file, also when the incident store is on PostgreSQL)."""
 
     def __init__(self, name: str, context: SinkBuildContext) -> None:
         self.name = name
-        self._conn = connect(db_path(context.state_dir))
+        db = SqliteDatabase(db_path(context.state_dir))
+        try:
+            db.migrate(MIGRATIONS)  # a no-op when the incident store is this file
+        except BaseException:
+            db.close()
+            raise
+        self._conn = db.conn
         self._lock = threading.Lock()  # an attempt past its deadline may still be running
 
     def close(self) -> None:

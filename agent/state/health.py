@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -21,10 +22,20 @@ from agent.metrics import catalog as c
 log = logging.getLogger(__name__)
 
 
+def is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the incident database cannot be used right now (SQLite locked,
+    full or corrupt; PostgreSQL unreachable, restarting, read-only) rather than a bug in our
+    SQL."""
+    if isinstance(exc, StateError | sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError:
+        return True  # type DatabaseError: e.g. "database disk image is malformed"
+    pg = sys.modules.get("psycopg")  # loaded only when a PostgreSQL store is in use
+    return pg is not None and isinstance(exc, pg.OperationalError | pg.InterfaceError
+                                         | pg.errors.ReadOnlySqlTransaction)
+
+
 def is_state_error(exc: BaseException) -> bool:
     """Whether ``exc`` means the state cannot be read or written (not a bug in our SQL)."""
-    return (isinstance(exc, StateError | OSError | sqlite3.OperationalError)
-            or type(exc) is sqlite3.DatabaseError)  # e.g. "database disk image is malformed"
+    return isinstance(exc, OSError) or is_database_error(exc)
 
 
 class StateHealth:

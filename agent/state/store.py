@@ -1,21 +1,22 @@
-"""The incident store: SQLite (WAL) at ``<state_dir>/storewatch.db``.
+"""The incident store: SQLite (WAL) at ``<state_dir>/storewatch.db``, or PostgreSQL.
 
 Holds incidents and their event history, the lifecycle state of every fingerprint, the ticket
 outbox, the tickets sinks created, silences, and the built-in sqlite sink's local tickets.
 
-* Versioned schema: ``MIGRATIONS[i]`` takes the database from ``user_version`` i to i+1; opening
-  a store applies the missing ones in one transaction each.
-* WAL mode and a busy timeout make the CLI's reads (and its rare writes: manual resolve,
-  silences) safe while the daemon writes.
+* One schema on both backends (agent/state/database.py: the portable SQL rules):
+  ``MIGRATIONS[i]`` takes the database from version i to i+1; opening a store applies the
+  missing ones under a lock (SQLite ``user_version``; PostgreSQL ``schema_version``).
+* ``self.conn`` is the backend's ``Database``: ``self.conn.execute(sql, args)`` with ``?``
+  placeholders runs unchanged on SQLite (agent/state/sqlite.py) and PostgreSQL
+  (agent/state/postgres.py).
 * Every write that belongs together (an incident's change, its history and its outbox entries)
-  happens in one ``BEGIN IMMEDIATE`` transaction (``Store.transaction``), so a ``kill -9`` leaves
-  either all of it or none of it.
+  happens in one transaction (``Store.transaction``) that serialises writers across processes,
+  so a ``kill -9`` leaves either all of it or none of it.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import StateError
+from agent.state.database import DB_NAME as DB_NAME
+from agent.state.database import Database, Row, is_driver_error, open_database
+from agent.state.database import db_path as db_path
 from classifier import Evidence, FindingKind, Level, Phase, Track
-
-DB_NAME = "storewatch.db"
-BUSY_TIMEOUT_MS = 10_000
 
 MIGRATIONS: tuple[str, ...] = (
     # 0 -> 1: incidents, their history, the outbox and the tickets sinks created.
@@ -225,7 +226,7 @@ def _evidence(data: dict[str, Any]) -> Evidence:
                     timings=data.get("timings", {}), details=data.get("details", {}))
 
 
-def _incident(row: sqlite3.Row) -> IncidentRecord:
+def _incident(row: Row) -> IncidentRecord:
     return IncidentRecord(
         id=row["id"], fingerprint=row["fingerprint"], site=row["site"], check=row["check_name"],
         kind=FindingKind(row["kind"]),
@@ -239,13 +240,13 @@ def _incident(row: sqlite3.Row) -> IncidentRecord:
         suppressed=tuple(json.loads(row["suppressed"])), causes=tuple(json.loads(row["causes"])))
 
 
-def _ticket(row: sqlite3.Row) -> TicketRecord:
+def _ticket(row: Row) -> TicketRecord:
     return TicketRecord(row["incident_id"], row["sink"], row["external_id"], row["url"],
                         json.loads(row["extra"]), row["state"],
                         dt(row["created_at"]) or datetime.now(UTC))
 
 
-def _entry(row: sqlite3.Row) -> OutboxEntry:
+def _entry(row: Row) -> OutboxEntry:
     return OutboxEntry(row["id"], row["incident_id"], row["sink"], row["action"],
                        row["event_kind"], row["text"],
                        dt(row["created_at"]) or datetime.now(UTC),
@@ -277,68 +278,14 @@ def track_from_json(text: str) -> Track:
                  last_reminder=dt(d["last_reminder"]))
 
 
-def db_path(state_dir: Path) -> Path:
-    """Where the store of ``state_dir`` lives."""
-    return state_dir / DB_NAME
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode with WAL, a busy timeout and row access by name."""
-    try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                               check_same_thread=False)
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot open the incident store {path}: {exc}") from None
-    return conn
-
-
-@contextmanager
-def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction (``BEGIN IMMEDIATE`` … ``COMMIT``; rolled back on error)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        if conn.in_transaction:  # SQLite already rolled back after e.g. SQLITE_FULL
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the missing migrations; return the version found before."""
-    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if found > SCHEMA_VERSION:
-        raise StateError(f"the incident store has schema version {found}, newer than this "
-                         f"agent's {SCHEMA_VERSION}; upgrade storewatch")
-    for version in range(found, SCHEMA_VERSION):
-        with immediate(conn):
-            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if current != version:  # another process migrated meanwhile
-                continue
-            for statement in _statements(MIGRATIONS[version]):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version + 1}")
-    return found
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def open_counts_of(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+def open_counts_of(conn: Database) -> dict[tuple[str, str], int]:
     """Open incidents by (site, level label: ``L1``…``L4``, ``none``)."""
     rows = conn.execute("SELECT site, level, COUNT(*) AS n FROM incidents WHERE state = 'open' "
                         "GROUP BY site, level")
     return {(r["site"], f"L{r['level']}" if r["level"] else "none"): r["n"] for r in rows}
 
 
-def pending_stats_of(conn: sqlite3.Connection, now: datetime) -> tuple[int, float]:
+def pending_stats_of(conn: Database, now: datetime) -> tuple[int, float]:
     """Pending outbox entries and the age in seconds of the oldest one."""
     row = conn.execute("SELECT COUNT(*) AS n, MIN(created_at) AS t FROM outbox WHERE state = "
                        "'pending'").fetchone()
@@ -346,36 +293,52 @@ def pending_stats_of(conn: sqlite3.Connection, now: datetime) -> tuple[int, floa
     return int(row["n"]), age
 
 
-def dead_letters_of(conn: sqlite3.Connection) -> int:
+def dead_letters_of(conn: Database) -> int:
     """Outbox entries given up as dead letters (kept until retried)."""
-    return int(conn.execute("SELECT COUNT(*) FROM outbox WHERE state = 'dead'").fetchone()[0])
+    return int(conn.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'dead'")
+               .fetchone()["n"])
 
 
 class Store:
-    """The incident store of one state directory."""
+    """The incident store, on SQLite or PostgreSQL."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(f"cannot create the state directory {path.parent}: "
-                             f"{exc.strerror or exc}") from None
-        self.conn = connect(path)
+    def __init__(self, location: str | Path) -> None:
+        """Open (and migrate) the store at ``location``: a SQLite file path or a
+        ``postgresql://`` URL; a StateError when it cannot be used."""
+        self.conn: Database = open_database(location)
+        self.where = self.conn.where
         try:
             migrate(self.conn)
-        except sqlite3.Error as exc:
+        except StateError:
             self.conn.close()
-            raise StateError(f"cannot migrate the incident store {path}: {exc}") from None
+            raise
+        except Exception as exc:
+            self.conn.close()
+            from agent.state.health import is_state_error
+
+            if not is_state_error(exc) and not is_driver_error(exc):
+                raise
+            raise StateError(f"cannot migrate the incident store {self.where}: "
+                             f"{_one_line(exc)}") from None
 
     @classmethod
-    def open_existing(cls, state_dir: Path) -> Store:
-        """The store of ``state_dir``; a StateError if the agent has not created one yet."""
-        path = db_path(state_dir)
-        if not path.is_file():
-            raise StateError(f"no incident store at {path} (has `storewatch run` run with this "
-                             "state directory?)")
-        return cls(path)
+    def open_existing(cls, location: str | Path) -> Store:
+        """The store at ``location`` (a state directory: a path without a file suffix; a SQLite
+        file; or a PostgreSQL URL); a StateError if a SQLite store was not created there yet."""
+        if not isinstance(location, str) or "://" not in location:
+            path = Path(location)
+            if path.is_dir() or not path.suffix:  # a state directory
+                path = db_path(path)
+            if not path.is_file():
+                raise StateError(f"no incident store at {path} (has `storewatch run` run with "
+                                 "this state directory?)")
+            location = path
+        return cls(location)
+
+    @property
+    def kind(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.conn.kind
 
     def close(self) -> None:
         """Close the connection."""
@@ -383,8 +346,9 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Everything inside commits together or not at all."""
-        with immediate(self.conn):
+        """Everything inside commits together or not at all; writers are serialised across
+        processes (SQLite ``BEGIN IMMEDIATE``, PostgreSQL one advisory lock)."""
+        with self.conn.transaction():
             yield
 
     # -- lifecycle state -----------------------------------------------------------------------
@@ -416,14 +380,13 @@ class Store:
                         level: Level | None, now: datetime, summary: str, rule: str,
                         reason: str, evidence: Evidence) -> int:
         """A new pending incident; returns its id."""
-        cur = self.conn.execute(
+        row = self.conn.execute(
             "INSERT INTO incidents (fingerprint, site, check_name, kind, level, state, "
             "first_seen, last_seen, occurrences, summary, rule, reason, evidence) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, 0, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, 0, ?, ?, ?, ?) RETURNING id",
             (fingerprint, site, check, kind.value, int(level) if level else None, ts(now),
-             ts(now), summary, rule, reason, json.dumps(evidence.as_dict())))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+             ts(now), summary, rule, reason, json.dumps(evidence.as_dict()))).fetchone()
+        return int(row["id"])
 
     def update_incident(self, incident_id: int, **fields: Any) -> None:
         """Set columns of an incident (datetimes, levels, lists converted)."""
@@ -632,11 +595,11 @@ class Store:
                     duration: timedelta) -> int:
         """A silence from now for ``duration``; returns its id."""
         with self.transaction():
-            cur = self.conn.execute("INSERT INTO silences (site, check_name, reason, created_at, "
-                                    "expires_at) VALUES (?, ?, ?, ?, ?)",
-                                    (site, check, reason, ts(now), ts(now + duration)))
-        assert cur.lastrowid is not None
-        return cur.lastrowid
+            row = self.conn.execute("INSERT INTO silences (site, check_name, reason, created_at, "
+                                    "expires_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+                                    (site, check, reason, ts(now), ts(now + duration))
+                                    ).fetchone()
+        return int(row["id"])
 
     def silences(self, now: datetime) -> list[Silence]:
         """Silences that have not expired."""
@@ -652,6 +615,18 @@ class Store:
         return cur.rowcount > 0
 
     def integrity_ok(self) -> bool:
-        """``PRAGMA integrity_check`` says ok."""
-        return bool(self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+        """The backend's consistency check passes (SQLite ``PRAGMA integrity_check``;
+        PostgreSQL checks its own pages, so: the server answers and the schema is there)."""
+        return self.conn.integrity_ok()
+
+
+def migrate(conn: Database) -> int:
+    """Apply the missing ``MIGRATIONS`` on either backend; return the version found before."""
+    return conn.migrate(MIGRATIONS)
+
+
+def _one_line(exc: BaseException) -> str:
+    from agent.config.secrets import scrub
+
+    return scrub(" ".join(str(exc).split()))
 

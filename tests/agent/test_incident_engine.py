@@ -33,9 +33,12 @@ def make_config(tmp_path: Path, **extra: Any) -> Config:
 
 
 class Harness:
+    location: str | Path | None = None
+    """The store of every harness of a test (``_backend``: SQLite, then PostgreSQL)."""
+
     def __init__(self, tmp_path: Path, config: Config) -> None:
         self.config = config
-        self.store = Store(db_path(tmp_path))
+        self.store = Store(self.location or db_path(tmp_path))
         self.engine = IncidentEngine(self.store, config)
         self.classifier = Classifier(config)
         self.now = T0
@@ -55,6 +58,12 @@ class Harness:
 
     def outbox(self) -> list[tuple[int, str, str]]:
         return [(e.incident_id, e.sink, e.action) for e in self.store.outbox()]
+
+
+@pytest.fixture(autouse=True)
+def _backend(state_location: str | Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs on SQLite and on PostgreSQL."""
+    monkeypatch.setattr(Harness, "location", state_location)
 
 
 @pytest.fixture

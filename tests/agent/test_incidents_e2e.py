@@ -163,6 +163,8 @@ async def test_a_fault_opens_one_l1_incident_with_one_ticket_then_resolves(
         tmp_path, "SELECT 1 FROM local_tickets WHERE state = 'resolved'"), 30)
     await wait_for("every incident resolved", lambda: not query(
         tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved'"), 30)
+    await wait_for("the resolve recorded as delivered", lambda: query(  # after the sink's write
+        tmp_path, "SELECT 1 FROM tickets WHERE state = 'resolved'"), 30)
     await agent.kill(signal.SIGTERM)
     assert agent.proc is not None and agent.proc.returncode == 0
 

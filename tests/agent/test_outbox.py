@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,8 +65,9 @@ class FailingSink:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(db_path(tmp_path))
+def store(state_location: str | Path) -> Iterator[Store]:
+    """The incident store, once on SQLite and once on PostgreSQL."""
+    s = Store(state_location)
     yield s
     s.close()
 
@@ -111,9 +113,19 @@ async def drain(box: Outbox, rounds: int = 50) -> None:
     raise AssertionError("outbox never drained")
 
 
-def local_tickets(store: Store) -> list[tuple[int, str, str]]:
-    rows = store.conn.execute("SELECT incident_id, state, title FROM local_tickets")
-    return [(r["incident_id"], r["state"], r["title"]) for r in rows]
+@pytest.fixture
+def local_db(tmp_path: Path) -> Path:
+    """The sqlite sink's file (always SQLite in the state directory, whatever the store)."""
+    return db_path(tmp_path)
+
+
+def local_tickets(db: Path) -> list[tuple[int, str, str]]:
+    conn = sqlite3.connect(db, timeout=10)
+    try:
+        rows = conn.execute("SELECT incident_id, state, title FROM local_tickets").fetchall()
+    finally:
+        conn.close()
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def test_the_sqlite_sink_satisfies_the_protocol(sqlite_sink: SqliteSink) -> None:
@@ -121,14 +133,14 @@ def test_the_sqlite_sink_satisfies_the_protocol(sqlite_sink: SqliteSink) -> None
 
 
 async def test_every_ticket_arrives_once_after_the_tracker_recovers(
-        store: Store, sqlite_sink: SqliteSink) -> None:
+        store: Store, sqlite_sink: SqliteSink, local_db: Path) -> None:
     incident_id = open_incident(store, "open", "update", "resolve")
     flaky = FailingSink(sqlite_sink, failures=4)
     outcomes: list[str] = []
     await drain(outbox(store, flaky, outcomes))
     assert outcomes == ["open:retry"] * 4 + ["open:delivered", "update:delivered",
                                              "resolve:delivered"]
-    assert local_tickets(store) == [
+    assert local_tickets(local_db) == [
         (incident_id, "resolved", "[L1] acme-shop — checkout: add to cart returns HTTP 500")]
     (ticket,) = store.tickets()
     assert (ticket.external_id, ticket.state) == ("LOCAL-1", "resolved")
@@ -159,20 +171,21 @@ def test_backoff_is_exponential_jittered_and_capped(store: Store, attempts: int,
     assert all(low <= d <= high for d in delays) and len(delays) > 1
 
 
-async def test_a_crash_after_create_does_not_duplicate(store: Store,
-                                                       sqlite_sink: SqliteSink) -> None:
+async def test_a_crash_after_create_does_not_duplicate(store: Store, sqlite_sink: SqliteSink,
+                                                       local_db: Path) -> None:
     incident_id = open_incident(store)
     record = store.incident(incident_id)
     assert record is not None
     # the tracker created the ticket, then the agent died before recording it
     created = await sqlite_sink.open(incident_view(record, SiteInfo()))
     await drain(outbox(store, sqlite_sink))
-    assert len(local_tickets(store)) == 1
+    assert len(local_tickets(local_db)) == 1
     assert store.ticket(incident_id, "sqlite").external_id == created.external_id  # type: ignore[union-attr]
 
 
 async def test_permanent_errors_are_dead_letters_with_one_clear_line(
-        store: Store, sqlite_sink: SqliteSink, caplog: pytest.LogCaptureFixture) -> None:
+        store: Store, sqlite_sink: SqliteSink, caplog: pytest.LogCaptureFixture,
+        local_db: Path) -> None:
     open_incident(store, "open", "resolve")
     outcomes: list[str] = []
     box = outbox(store, FailingSink(sqlite_sink, 1, PermanentSinkError), outcomes)
@@ -186,7 +199,7 @@ async def test_permanent_errors_are_dead_letters_with_one_clear_line(
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == ("ticket open for incident #1 via sqlite is a dead letter: create ticket: "
                         "HTTP 401: invalid API token")
-    assert local_tickets(store) == []
+    assert local_tickets(local_db) == []
 
 
 async def test_an_unconfigured_sink_is_a_dead_letter(store: Store) -> None:
@@ -197,10 +210,11 @@ async def test_an_unconfigured_sink_is_a_dead_letter(store: Store) -> None:
                                                 "sink 'sqlite' is not configured")
 
 
-async def test_a_sink_bug_is_retried_not_lost(store: Store, sqlite_sink: SqliteSink) -> None:
+async def test_a_sink_bug_is_retried_not_lost(store: Store, sqlite_sink: SqliteSink,
+                                              local_db: Path) -> None:
     open_incident(store)
     await drain(outbox(store, FailingSink(sqlite_sink, 2, ZeroDivisionError)))
-    assert len(local_tickets(store)) == 1
+    assert len(local_tickets(local_db)) == 1
 
 
 @pytest.fixture
@@ -297,7 +311,7 @@ def set_level(store: Store, incident_id: int, level: Level) -> None:
 
 
 async def test_an_l1_ticket_goes_out_within_30s_of_a_10_minute_tracker_outage(
-        store: Store, sqlite_sink: SqliteSink) -> None:
+        store: Store, sqlite_sink: SqliteSink, local_db: Path) -> None:
     open_incident(store)  # an L1 incident
     clock = [NOW]
     recovered = NOW + timedelta(minutes=10)
@@ -306,7 +320,7 @@ async def test_an_l1_ticket_goes_out_within_30s_of_a_10_minute_tracker_outage(
     assert (delivered - recovered) <= timedelta(seconds=30)
     gaps = [(b - a).total_seconds() for a, b in zip(sink.asked, sink.asked[1:], strict=False)]
     assert max(gaps) <= 30  # no attempt ever waited past the L1 cap
-    assert len(local_tickets(store)) == 1
+    assert len(local_tickets(local_db)) == 1
 
 
 async def test_lower_levels_back_off_further_but_within_their_own_cap(
@@ -358,7 +372,7 @@ class HangingSink:
 
 
 async def test_a_hanging_sink_does_not_delay_another_sinks_ticket(
-        store: Store, sqlite_sink: SqliteSink) -> None:
+        store: Store, sqlite_sink: SqliteSink, local_db: Path) -> None:
     incident_id = open_incident(store)
     with store.transaction():  # the hung tracker's entry comes first in the outbox
         store.enqueue(incident_id, "hung", "open", NOW)
@@ -372,7 +386,7 @@ async def test_a_hanging_sink_does_not_delay_another_sinks_ticket(
         loop = asyncio.get_running_loop()
         asked_at = loop.time()
         async with asyncio.timeout(30):  # the sqlite ticket arrives while "hung" still hangs
-            while not local_tickets(store):
+            while not local_tickets(local_db):
                 assert not worker.done()
                 await asyncio.sleep(0.01)
         delay = loop.time() - asked_at

@@ -1,4 +1,5 @@
-"""The incident store on real SQLite files: migrations, WAL readers, atomic writes."""
+"""The incident store on real SQLite files and a real PostgreSQL (``state_location`` runs a test
+on both): migrations, readers during a write, atomic writes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from agent.errors import StateError
@@ -58,8 +60,9 @@ def test_open_existing_names_a_missing_store(tmp_path: Path) -> None:
         Store.open_existing(tmp_path / "nothing-here")
 
 
-def test_an_incident_change_and_its_outbox_entries_commit_together(tmp_path: Path) -> None:
-    store = Store(db_path(tmp_path))
+def test_an_incident_change_and_its_outbox_entries_commit_together(
+        state_location: str | Path) -> None:
+    store = Store(state_location)
     incident_id = _new_incident(store)
     with pytest.raises(RuntimeError), store.transaction():
         store.update_incident(incident_id, state=Phase.OPEN, opened_at=NOW)
@@ -70,31 +73,32 @@ def test_an_incident_change_and_its_outbox_entries_commit_together(tmp_path: Pat
     store.close()
 
 
-def test_one_active_incident_per_fingerprint(tmp_path: Path) -> None:
-    store = Store(db_path(tmp_path))
+def test_one_active_incident_per_fingerprint(state_location: str | Path) -> None:
+    store = Store(state_location)
     _new_incident(store)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, psycopg.IntegrityError)):
         _new_incident(store)
     store.close()
 
 
-def test_track_round_trip(tmp_path: Path) -> None:
-    store = Store(db_path(tmp_path))
+def test_track_round_trip(state_location: str | Path) -> None:
+    store = Store(state_location)
     track = Track(phase=Phase.OPEN, level=Level.L2, fails=3, sources=frozenset({"a", "b"}),
                   changes=(NOW,), flapping=True, ticketed=True, opened_at=NOW)
     with store.transaction():
         store.save_track("fp", track)
-    other = Store(db_path(tmp_path))  # another process's view
+    other = Store(state_location)  # another process's view
     assert other.track("fp") == track
     assert other.track("unknown") == Track()
     other.close()
     store.close()
 
 
-def test_readers_see_committed_state_while_a_writer_holds_a_transaction(tmp_path: Path) -> None:
-    writer = Store(db_path(tmp_path))
+def test_readers_see_committed_state_while_a_writer_holds_a_transaction(
+        state_location: str | Path) -> None:
+    writer = Store(state_location)
     incident_id = _new_incident(writer)
-    reader = Store(db_path(tmp_path))
+    reader = Store(state_location)
     seen: list[Phase] = []
     with writer.transaction():
         writer.update_incident(incident_id, state=Phase.OPEN)
@@ -108,8 +112,8 @@ def test_readers_see_committed_state_while_a_writer_holds_a_transaction(tmp_path
     writer.close()
 
 
-def test_outbox_order_retry_and_dead_letters(tmp_path: Path) -> None:
-    store = Store(db_path(tmp_path))
+def test_outbox_order_retry_and_dead_letters(state_location: str | Path) -> None:
+    store = Store(state_location)
     incident_id = _new_incident(store)
     with store.transaction():
         store.enqueue(incident_id, "sqlite", "open", NOW)
@@ -128,10 +132,37 @@ def test_outbox_order_retry_and_dead_letters(tmp_path: Path) -> None:
     store.close()
 
 
-def test_silences_expire(tmp_path: Path) -> None:
-    store = Store(db_path(tmp_path))
+def test_silences_expire(state_location: str | Path) -> None:
+    store = Store(state_location)
     sid = store.add_silence("shop", None, "deploy", NOW, timedelta(minutes=30))
     assert [s.id for s in store.silences(NOW + timedelta(minutes=29))] == [sid]
     assert store.silences(NOW + timedelta(minutes=30)) == []
     assert store.remove_silence(sid) and not store.remove_silence(sid)
     store.close()
+
+
+def test_the_backend_runs_portable_sql_as_written(state_location: str | Path) -> None:
+    """What store code may use on both backends: ``?`` placeholders (also next to a literal
+    ``%``), rows by name, ``RETURNING id``, ``rowcount``, ``executemany``, ``ON CONFLICT``."""
+    store = Store(state_location)
+    try:
+        db = store.conn
+        with store.transaction():
+            db.executemany("INSERT INTO tracks (fingerprint, state) VALUES (?, ?)",
+                           [("a%1", "x"), ("b?2", "y")])
+            row = db.execute("INSERT INTO silences (site, check_name, reason, created_at, "
+                             "expires_at) VALUES (?, NULL, '50% off?', 1.5, ?) RETURNING id",
+                             ("shop", 2.5)).fetchone()
+        assert row["id"] == 1
+        found = db.execute("SELECT fingerprint FROM tracks WHERE fingerprint LIKE 'a%' OR "
+                           "fingerprint = ? ORDER BY fingerprint", ("b?2",)).fetchall()
+        assert [r["fingerprint"] for r in found] == ["a%1", "b?2"]
+        assert db.execute("SELECT reason FROM silences").fetchone()["reason"] == "50% off?"
+        changed = db.execute("UPDATE tracks SET state = ? WHERE state != ?", ("z", "x"))
+        assert changed.rowcount == 1
+        db.execute("INSERT INTO tracks (fingerprint, state) VALUES (?, ?) ON CONFLICT "
+                   "(fingerprint) DO UPDATE SET state = excluded.state", ("a%1", "w"))
+        assert db.execute("SELECT COUNT(*) AS n FROM tracks WHERE state IN ('w', 'z')"
+                          ).fetchone()["n"] == 2
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ What it installs and where: ``@evershop/evershop`` EVERSHOP_VERSION (+ ``concat-
 ``$STOREWATCH_TEST_CACHE/evershop-<version>`` (default /var/cache/storewatch-tests, or
 ~/.cache/storewatch-tests when that is not writable), outside the checkout; a complete build
 is reused (marker file), a concurrent run waits on a lock file.
-Each ``running_evershop()`` makes a fresh PostgreSQL cluster (tests/realshop/postgres.py), starts
+Each ``running_evershop()`` makes a fresh PostgreSQL cluster (tests/pgcluster.py), starts
 ``evershop start`` in its own process group with ``NODE_OPTIONS=--require evershop_preload.cjs``
 (loopback only, no outbound traffic, shop-level faults read from a JSON file), creates the
 admin user, seeds the demo catalog (15 products in "Accessories"), a shipping zone with a flat
@@ -46,7 +46,7 @@ from typing import Any
 
 import httpx
 
-from tests.realshop.postgres import PostgresCluster, _alive, free_port
+from tests.pgcluster import PostgresCluster, _alive, free_port
 
 EVERSHOP_VERSION = "2.2.1"
 

@@ -1,5 +1,8 @@
 """A throw-away PostgreSQL cluster on loopback for tests (Debian ``postgresql`` binaries).
 
+Used by the real-shop tests (EverShop's database) and the incident store's PostgreSQL tests
+(tests/conftest.py: ``pg_cluster`` per session, ``pg_url`` a fresh database per test).
+
 ``PostgresCluster`` runs ``initdb`` into a fresh temp directory, starts the server on
 127.0.0.1 on a free port (no Unix socket outside that directory) and stops it by the PID in
 ``postmaster.pid``. PostgreSQL refuses to run as root: as root the cluster belongs to the
@@ -72,15 +75,36 @@ class PostgresCluster:
         self._run([str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
                    "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C.UTF-8"], "initdb")
         self.port = free_port()
+        try:
+            self.resume()
+            self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                       "-U", self.user, self.database], "createdb")
+        except BaseException:
+            self.stop()  # no server or temp directory left behind
+            raise
+        return self
+
+    def url(self, database: str | None = None, password: str | None = None) -> str:
+        """A ``postgresql://`` URL of a database of this cluster (trust auth: any password)."""
+        secret = f":{password}" if password else ""
+        return (f"postgresql://{self.user}{secret}@127.0.0.1:{self.port}/"
+                f"{database or self.database}")
+
+    def pause(self) -> None:
+        """Stop the server by PID (fast shutdown), keeping its data and port for ``resume``."""
+        if self.pid is not None:
+            _stop_pid(self.pid, signal.SIGINT, 30.0)
+            self.pid = None
+
+    def resume(self) -> None:
+        """Start the server (again) on its port and wait until it accepts connections."""
+        assert self.root is not None
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-        self._run([str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-l",
+        self._run([str(pg_bindir() / "pg_ctl"), "-D", str(self.data_dir), "-l",
                    str(self.root / "server.log"), "-o", options, "-w", "-t", "60", "start"],
                   "pg_ctl start")
         self.pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
-        self._run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                   self.user, self.database], "createdb")
-        return self
 
     def _run(self, cmd: list[str], step: str) -> None:
         proc = subprocess.run(_as_owner(cmd), capture_output=True, text=True, timeout=120,
@@ -91,9 +115,7 @@ class PostgresCluster:
 
     def stop(self) -> None:
         """Fast shutdown by PID (SIGINT), SIGKILL after 30 s; removes the temp directory."""
-        if self.pid is not None:
-            _stop_pid(self.pid, signal.SIGINT, 30.0)
-            self.pid = None
+        self.pause()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
