@@ -1021,7 +1021,7 @@ class IncidentSettings(StrictModel):
     as ``unconfirmed`` (see docs/incidents.md, "Fleet")."""
     delivery_timeout: PositiveDuration = 60.0
     """Deadline of one ticket delivery attempt; an agent's claim on the ticket action lasts
-    this plus half of it (at least 5 s) before another agent may take it over."""
+    this plus half of it (at least 2 s) before another agent may take it over."""
 
     @field_validator("group_by")
     @classmethod

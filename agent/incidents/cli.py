@@ -19,6 +19,7 @@ from agent.config.schema import DEFAULT_CONFIG_PATH
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
 from agent.incidents.engine import manual_resolve
+from agent.sinks.render import seen_from
 from agent.state.store import IncidentRecord, OutboxState, Store, iso
 from classifier import Phase
 
@@ -201,10 +202,11 @@ def ticket_rows(store: Store, incident_id: int | None = None) -> list[dict[str, 
 
 
 def shown_state(record: IncidentRecord) -> str:
-    """pending, open, resolved, or ``discarded``: passed before it was confirmed (never open)."""
+    """pending, unconfirmed (fleet: confirmed from too few locations), open, resolved, or
+    ``discarded``: passed before it was confirmed (never open)."""
     if record.state is Phase.RESOLVED and record.opened_at is None:
         return "discarded"
-    return record.state.value
+    return record.status
 
 
 def incident_json(store: Store, record: IncidentRecord) -> dict[str, Any]:
@@ -249,7 +251,8 @@ def _show(store: Store, incident_id: int, as_json: bool) -> int:
                suppressed=list(record.suppressed), causes=list(record.causes),
                history=[{"at": iso(at), "type": t, "text": scrub(text)}
                         for at, t, text in store.events(incident_id)],
-               tickets=ticket_rows(store, incident_id))
+               tickets=ticket_rows(store, incident_id), seen_from=list(record.seen_from),
+               not_from=list(record.not_from))
     if as_json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
@@ -263,6 +266,9 @@ def _show(store: Store, incident_id: int, as_json: bool) -> int:
     for key, label in (("screenshot", "screenshot"), ("browser_log", "browser log")):
         if record.evidence.details.get(key):  # a browser check's evidence files
             print(f"  {label}: {record.evidence.details[key]}")
+    where = seen_from(record)
+    if where:
+        print(f"  locations: {where}")
     for key in ("suppressed", "causes"):
         for item in doc[key]:
             print(f"  {key}: {item}")

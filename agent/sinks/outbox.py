@@ -56,7 +56,7 @@ ATTEMPT_TIMEOUT_SECONDS = 60.0
 RETRY_AFTER_CAP_SECONDS = 3600.0
 """The longest ``Retry-After`` honoured."""
 
-CLAIM_MARGIN_SECONDS = 5.0
+CLAIM_MARGIN_SECONDS = 2.0
 """A claim outlasts the attempt's deadline by this much at least (the store writes after it)."""
 
 DeliveryHook = Callable[[str, str, str], None]
