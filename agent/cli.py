@@ -155,7 +155,9 @@ def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     faults = _fault_help() if "demo-store" in argv else ""
     store = sub.add_parser("demo-store", help="serve the bundled demo storefront", **command_help(
         "Serve the bundled demo storefront on loopback, with faults switched on at start "
-        "(--fault) or at run time (POST /_demo/faults {\"faults\": [...]}). Needs the demo "
+        "(--fault) or at run time (POST /_demo/faults {\"faults\": [...]}; add "
+        "\"agents\": [names...] to fault only the requests whose X-Storewatch-Agent header names "
+        "one of them, on top of the global faults; GET shows both). Needs the demo "
         f"extra.\n\nfaults:\n{faults}",
         "  0  stopped by SIGTERM/SIGINT\n"
         "  1  the demo extra is missing or the address cannot be bound\n"
@@ -319,7 +321,7 @@ async def _online(config: Config) -> bool:
     from agent.connectivity import ConnectivityGuard
     from agent.httpclient import HttpClients
 
-    clients = HttpClients(config.agent.user_agent)
+    clients = HttpClients.for_agent(config.agent)
     try:
         return await ConnectivityGuard(clients, config.incidents.reference_targets,
                                        timeout=min(5.0, config.defaults.timeout

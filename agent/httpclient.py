@@ -27,15 +27,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from agent.errors import ConfigError
+from agent.identity import AGENT_HEADER, identified, user_agent
 from agent.politeness import Politeness
 from agent.proxy import ProxyRules, parse_proxy_url
 from agent.transport import LeanTransport, TransportFactory
+
+if TYPE_CHECKING:
+    from agent.config.schema import AgentSettings
 
 SENSITIVE_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -168,11 +172,19 @@ class HttpClients:
     Requests honour ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` (read once, here)
     unless a site names its own ``proxy``. ``transport`` builds each client's transport from
     its SSL context and proxy rules (default: ``LeanTransport``; tests inject others).
+    ``agent`` (``agent.name``) goes on every request as ``X-Storewatch-Agent`` (agent/identity.py);
+    ``user_agent`` should name it too (``agent.identity.user_agent``).
     """
 
-    def __init__(self, user_agent: str, *, transport: TransportFactory | None = None,
+    def __init__(self, user_agent: str, *, agent: str | None = None,
+                 transport: TransportFactory | None = None,
                  env: Mapping[str, str] | None = None) -> None:
-        self._user_agent = user_agent
+        self.agent = agent
+        """The agent's name on every request (None: no ``X-Storewatch-Agent``)."""
+        self.identity: dict[str, str] = {"User-Agent": user_agent}
+        """The headers that say who is asking (a browser sends them to the site's origin)."""
+        if agent is not None:
+            self.identity[AGENT_HEADER] = agent
         self._transport = transport or LeanTransport
         try:
             self._env_proxies = ProxyRules.from_env(env)
@@ -182,6 +194,13 @@ class HttpClients:
         """Per-site request slots every probe's requests go through (agent/politeness.py)."""
         self._clients: dict[_ClientKey, httpx.AsyncClient] = {}
         self._contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+
+    @classmethod
+    def for_agent(cls, settings: AgentSettings, *,
+                  transport: TransportFactory | None = None) -> HttpClients:
+        """The client stack of the agent ``settings`` describe: its name and User-Agent on
+        every request."""
+        return cls(user_agent(settings), agent=settings.name, transport=transport)
 
     def ssl_context(self, *, verify: bool = True, ca_file: Path | None = None) -> ssl.SSLContext:
         """The SSL context of a TLS setting, built on first use and shared afterwards."""
@@ -206,7 +225,7 @@ class HttpClients:
                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
                 transport=self._transport(context, rules),
                 # Only the codings fetch decodes with a bound (br/zstd would be decoded unbounded)
-                headers={"User-Agent": self._user_agent, "Accept-Encoding": "gzip, deflate"},
+                headers={**self.identity, "Accept-Encoding": "gzip, deflate"},
                 trust_env=False,
             )
             self._clients[key] = client
@@ -264,11 +283,17 @@ async def fetch(
 ) -> FetchResult | FetchError:
     """One exchange with redirects, within ``timeout`` seconds overall. Never raises for the
     server's faults: they come back as a ``FetchError``. With ``cookies`` (one run's jar),
-    every hop stores the cookies it is sent and sends the cookies of its host."""
+    every hop stores the cookies it is sent and sends the cookies of its host. The client's
+    ``X-Storewatch-Agent`` wins over one in ``headers``, and a User-Agent in ``headers`` gets the
+    agent's name (agent/identity.py)."""
     start = time.perf_counter()
+    own = dict(headers or {})
+    agent = client.headers.get(AGENT_HEADER)
+    if agent is not None and own:
+        own = identified(own, agent)
     try:
         async with asyncio.timeout(timeout):
-            return await _fetch(client, url, method, dict(headers or {}), content, timeout,
+            return await _fetch(client, url, method, own, content, timeout,
                                 max_body_bytes, max_redirects, start, cookies)
     except TimeoutError:
         return FetchError(FetchFailure.TIMEOUT, f"no complete response within {timeout:g}s",

@@ -31,6 +31,7 @@ from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
 from agent.host.monitor import HostMonitor
 from agent.httpclient import HttpClients
+from agent.identity import keep_identity
 from agent.incidents.service import IncidentService
 from agent.metrics.collectors import AgentMetrics
 from agent.metrics.incidents import IncidentMetrics
@@ -111,7 +112,7 @@ class Agent:
         self.overrides = overrides
         self.latest = LatestResults()
         self.metrics = AgentMetrics(self.latest)
-        self.clients = HttpClients(config.agent.user_agent)
+        self.clients = HttpClients.for_agent(config.agent)
         self.changes = ChangeTracker() if log_changes else None
         self._extra_handler = on_observation
         self.runner = CheckRunner(self.clients, Classifier(config), self.latest, self.metrics,
@@ -201,6 +202,10 @@ class Agent:
                 log.error("reload failed, keeping the running config: %s", line)
             self.metrics.config_loaded(False)
             return False
+        config, changed = keep_identity(config, self.config)
+        if changed:
+            log.warning("agent.%s changed; restart the agent to use the new value",
+                        "/".join(changed))
         sinks = None
         try:  # build everything first: nothing running changes until all of it exists
             sinks = self.incidents.prepare(config)
@@ -308,7 +313,7 @@ async def check_once(config: Config, site: str | None = None,
     written to ``state_dir`` only when it is given; otherwise the run judges against a scratch
     copy of ``agent.state_dir``'s baselines and leaves them untouched."""
     planned = [p for p in config.planned_checks() if site is None or p.site.name == site]
-    clients = HttpClients(config.agent.user_agent)
+    clients = HttpClients.for_agent(config.agent)
     baselines = (BaselineStore.open(state_dir) if state_dir is not None
                  else BaselineStore.scratch(config.agent.state_dir))
     runner = CheckRunner(clients, Classifier(config), LatestResults(), None,

@@ -30,6 +30,7 @@ from agent.browser.guard import (
     click_refusal,
     places_order,
 )
+from agent.browser.identity import send_identity
 from agent.config.schema import BrowserCheck, BrowserExpect, BrowserStep
 from agent.probes.base import ProbeContext, StepTiming
 from agent.probes.security import allowed, learn_while_new, origin_of
@@ -206,6 +207,7 @@ async def run_journey(spec: BrowserCheck, ctx: ProbeContext, context: BrowserCon
             await route.continue_()
 
     await context.route(ORDER_URL_FILTER, guard)
+    await send_identity(context, site.base_url, ctx.clients.identity)  # runs before the guard
     await context.add_init_script(VITALS_JS)
     page = await context.new_page()
     rec.attach(page)

@@ -29,3 +29,16 @@ def _valid_headers(value: dict[str, str]) -> dict[str, str]:
 
 HeaderMap = Annotated[dict[str, str], AfterValidator(_valid_headers)]
 """Request headers from the config, checked for header injection."""
+
+
+def _agent_header_is_the_agents(value: dict[str, str]) -> dict[str, str]:
+    for name in value:
+        if name.lower() == "x-storewatch-agent":
+            raise ValueErrorAt((name,), "X-Storewatch-Agent is sent by the agent itself "
+                               "(agent.name): remove it here")
+    return value
+
+
+ProbeHeaderMap = Annotated[HeaderMap, AfterValidator(_agent_header_is_the_agents)]
+"""Headers of a check's own requests: as ``HeaderMap``, and ``X-Storewatch-Agent`` is the agent's
+(a check cannot replace or drop it; agent/identity.py)."""

@@ -26,7 +26,7 @@ from pydantic import (
 
 from agent import __version__
 from agent.config.durations import Duration, PositiveDuration, format_duration
-from agent.config.headers import HeaderMap
+from agent.config.headers import ProbeHeaderMap
 from agent.config.loader import ValueErrorAt
 from agent.sinks import DEFAULT_SINK, SinkConfig
 from agent.sinks.config import SinkModel
@@ -91,7 +91,10 @@ class AgentSettings(StrictModel):
     listen: str = DEFAULT_LISTEN
     state_dir: Path = Path("/var/lib/storewatch")
     concurrency: int = Field(default=50, ge=1, le=10_000)
-    user_agent: str = f"storewatch/{__version__} (synthetic monitoring; no orders placed)"
+    user_agent: str = (f"storewatch/{__version__} (synthetic monitoring; no orders placed; "
+                       "agent {agent})")
+    """Sent on every request; ``{agent}`` is replaced by ``name`` (without it, `` (agent NAME)``
+    is appended): agent/identity.py."""
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
     """Random start offset of each run, as a share of its interval."""
     browser: BrowserSettings = Field(default_factory=lambda: BrowserSettings())
@@ -143,7 +146,7 @@ class AvailabilityCheck(StrictModel):
     role: Literal["home", "page"] = "home"
     """``home``: failure means the site is down (L1); ``page``: part of the site is down (L2)."""
     method: Literal["GET", "HEAD", "POST", "PUT", "OPTIONS"] = "GET"
-    headers: HeaderMap = Field(default_factory=dict)
+    headers: ProbeHeaderMap = Field(default_factory=dict)
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     max_redirects: int = Field(default=5, ge=0, le=20)
     latency_threshold: Duration | None = DEFAULT_LATENCY_THRESHOLD_S
@@ -368,7 +371,7 @@ class Step(StrictModel):
     query: dict[str, str] = Field(default_factory=dict)
     form: dict[str, str] | None = None
     body_json: Any = Field(default=None, alias="json")
-    headers: HeaderMap = Field(default_factory=dict)
+    headers: ProbeHeaderMap = Field(default_factory=dict)
     extract: dict[str, Extractor] = Field(default_factory=dict)
     expect: Expect = Field(default_factory=Expect)
     kind: FindingKind | None = None

@@ -5,9 +5,12 @@ the store, so several stores can run in one process. It serves a Magento-flavour
 (home, categories, products, cookie cart, checkout page that never takes orders, search,
 reviews, wishlist, sitemap) and a Magento 2 style guest-cart REST API under ``/rest/V1``.
 
-Faults are read per request from the live set (``DemoStore.faults``), so ``set_faults()`` or
-``POST /_demo/faults`` take effect at once; ``/_demo/*`` is never affected by a fault. See
-``FAULTS`` for the names and the handler code below for exactly what each one does.
+Faults are read per request from the live sets, so ``set_faults()`` or ``POST /_demo/faults``
+take effect at once; ``/_demo/*`` is never affected by a fault. See ``FAULTS`` for the names and
+the handler code below for exactly what each one does. A request sees the global set
+(``DemoStore.faults``) plus the set of the agent named in its ``X-Storewatch-Agent`` header
+(``DemoStore.agent_faults``, ``POST /_demo/faults {"faults": [...], "agents": [...]}``), so one
+store can be down for one monitoring agent and up for the others.
 
 ``down`` keeps a request unanswered while the fault stays on; once it is cleared the held
 connection is closed without an answer, as a crashed server's would be (so a recovering store
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import html
 import json
 import re
@@ -27,7 +31,7 @@ import signal
 import string
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -49,6 +53,19 @@ __all__ = [
     "start_store",
     "validate_faults",
 ]
+
+AGENT_HEADER = "X-Storewatch-Agent"
+"""The request header that names the monitoring agent (agent/identity.py sends it)."""
+MAX_AGENT_NAME = 64
+"""Longest agent name ``POST /_demo/faults`` accepts (as ``agent.name`` in the config)."""
+_REQUEST_AGENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "demo_request_agent", default=None)
+"""The agent named by the request being handled (set by the fault middleware)."""
+FAULTS_USAGE = (
+    'POST /_demo/faults {"faults": [names...]} replaces the global set (every request); '
+    'with "agents": [names...] it replaces the set of each named agent instead (requests whose '
+    f"{AGENT_HEADER} header names it; [] clears them). A request gets the global set plus its "
+    "agent's set.")
 
 FAULTS: frozenset[str] = frozenset({
     "down", "slow", "server_error", "checkout", "payment",
@@ -322,6 +339,9 @@ class _Shop:
 
     def __init__(self, faults: set[str], js: bool = False) -> None:
         self.faults = faults
+        """The global set: every request gets these."""
+        self.agent_faults: dict[str, frozenset[str]] = {}
+        """Agent name → the faults only requests from that agent get (on top of the global)."""
         self.js = js
         self.sessions: OrderedDict[str, _Session] = OrderedDict()
         self.guest_carts: OrderedDict[str, _GuestCart] = OrderedDict()
@@ -388,14 +408,28 @@ class _Shop:
 
     # -- middlewares -----------------------------------------------------------------------
 
+    @property
+    def in_effect(self) -> frozenset[str] | set[str]:
+        """The faults the request being handled gets: the global set plus its agent's set."""
+        agent = _REQUEST_AGENT.get()
+        own = self.agent_faults.get(agent) if agent is not None else None
+        return self.faults if not own else self.faults | own
+
     @web.middleware
     async def _fault_middleware(self, request: web.Request,
                                 handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/_demo/"):
             return await handler(request)
+        token = _REQUEST_AGENT.set(request.headers.get(AGENT_HEADER))
+        try:
+            return await self._fault_gate(request, handler)
+        finally:
+            _REQUEST_AGENT.reset(token)
+
+    async def _fault_gate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/static/"):  # served by the web server, no database
             return await self._faults(request, handler)
-        if "fragile" in self.faults and self.active >= FRAGILE_LIMIT:
+        if "fragile" in self.in_effect and self.active >= FRAGILE_LIMIT:
             self.fragile_rejections += 1
             return web.Response(
                 status=500, content_type="text/html",
@@ -404,20 +438,20 @@ class _Shop:
                      "database is locked</p></body></html>")
         self.active += 1
         try:
-            if "fragile" in self.faults:
+            if "fragile" in self.in_effect:
                 await asyncio.sleep(FRAGILE_WORK_S)
             return await self._faults(request, handler)
         finally:
             self.active -= 1
 
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if "down" in self.faults:
+        if "down" in self.in_effect:
             await self._stall(self._hang_while_down(request))
-        if "slow" in self.faults:
+        if "slow" in self.in_effect:
             await self._stall(asyncio.sleep(self.slow_delay_s))
             if request.transport is None or request.transport.is_closing():
                 raise asyncio.CancelledError  # the client gave up waiting: nobody to answer
-        if "server_error" in self.faults:
+        if "server_error" in self.in_effect:
             return web.Response(
                 status=503, content_type="text/html", headers={"Retry-After": "30"},
                 text="<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head>"
@@ -466,7 +500,7 @@ class _Shop:
                 self.stalled.discard(task)
 
     async def _hang_while_down(self, request: web.Request) -> None:
-        while "down" in self.faults:
+        while "down" in self.in_effect:
             transport = request.transport
             if self.closing or transport is None or transport.is_closing():
                 # The client gave up (or the store is closing): drop the request unanswered.
@@ -491,7 +525,7 @@ class _Shop:
 
     def _visible(self, product: Product) -> bool:
         """False for the products the ``catalog`` fault removes (positions 1, 3 mod 5)."""
-        if "catalog" not in self.faults or product.sku == TEST_SKU:
+        if "catalog" not in self.in_effect or product.sku == TEST_SKU:
             return True
         return product.position % 5 not in (1, 3)
 
@@ -504,7 +538,7 @@ class _Shop:
 
     def _search(self, term: str) -> list[Product]:
         needle = term.strip().lower()
-        if "search" in self.faults or not needle:
+        if "search" in self.in_effect or not needle:
             return []
         return [p for p in catalog.PRODUCTS
                 if self._visible(p) and (needle in p.name.lower() or needle in p.sku.lower())]
@@ -516,13 +550,13 @@ class _Shop:
 
     def _page(self, title: str, body: str, *, status: int = 200, head: str = "",
               body_class: str = "", checkout_area: bool = False) -> web.Response:
-        corrupt = "corrupt" in self.faults
+        corrupt = "corrupt" in self.in_effect
         stylesheet = "/static/styles-v2.css" if corrupt else "/static/styles.css"
         nav = "".join(f'<li><a href="/category/{_e(c.slug)}">{_e(c.name)}</a></li>'
                       for c in catalog.CATEGORIES)
         error_block = _MAGENTO_ERROR_HTML if corrupt else ""
         main = "" if corrupt else body
-        extra_scripts = _SKIMMER_HTML if checkout_area and "skimmer" in self.faults else ""
+        extra_scripts = _SKIMMER_HTML if checkout_area and "skimmer" in self.in_effect else ""
         document = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -630,7 +664,7 @@ no real products, no real orders.</p></footer>
 
     async def cart_add(self, request: web.Request) -> web.Response:
         """POST /cart/add: form_key-checked add to the session cart, then 302 to /cart."""
-        if "checkout" in self.faults:
+        if "checkout" in self.in_effect:
             return self._message_page(500, "Shopping Cart",
                                       "We can't add this item to your shopping cart right now.")
         session = self._session(request)
@@ -703,7 +737,7 @@ no real products, no real orders.</p></footer>
             f'{_money(Decimal(str(r["amount"])))}</label>'
             for i, r in enumerate(_shipping_rates(items_qty))
         )
-        if "payment" in self.faults:
+        if "payment" in self.in_effect:
             payment = '<div class="message notice">No Payment method available.</div>'
         else:
             payment = "\n".join(
@@ -769,15 +803,15 @@ so there is no Place Order button.</p>"""
     def _with_js_faults(self, name: str, body: bytes) -> bytes:
         """The asset as the browser-only faults change it (the status stays 200)."""
         if name == "shop.js":
-            if "js_bundle" in self.faults:
+            if "js_bundle" in self.in_effect:
                 return body[: len(body) * 2 // 3]  # a deploy cut the bundle short
-            if "js_error" in self.faults:
+            if "js_error" in self.in_effect:
                 body = body.replace(b"var FAULT_ADD_ERROR = false;",
                                     b"var FAULT_ADD_ERROR = true;")
-            if "slow_render" in self.faults:
+            if "slow_render" in self.in_effect:
                 body = body.replace(b"var RENDER_DELAY_MS = 0;",
                                     f"var RENDER_DELAY_MS = {SLOW_RENDER_MS};".encode())
-        elif name == "tags.js" and "skimmer_dynamic" in self.faults:
+        elif name == "tags.js" and "skimmer_dynamic" in self.in_effect:
             body = body.replace(b"var INJECT = false;", b"var INJECT = true;")
         return body
 
@@ -830,7 +864,7 @@ so there is no Place Order button.</p>"""
 
     async def api_cart_add(self, request: web.Request) -> web.Response:
         """POST /api/cart/add {sku, qty}: add to the session cart."""
-        if "checkout" in self.faults:
+        if "checkout" in self.in_effect:
             return _rest_error(500, "We can't add this item to your shopping cart right now.")
         data = await _json_object(request)
         sku = data.get("sku") if data is not None else None
@@ -847,7 +881,7 @@ so there is no Place Order button.</p>"""
     async def api_checkout(self, request: web.Request) -> web.Response:
         """GET /api/checkout: shipping rates and payment methods for the session cart."""
         cart = self._cart_json(self._session(request))
-        payment = [] if "payment" in self.faults else [
+        payment = [] if "payment" in self.in_effect else [
             {"code": code, "title": title} for code, title in _PAYMENT_METHODS]
         return web.json_response({"items_qty": cart["items_qty"],
                                   "shipping": _shipping_rates(cart["items_qty"]),
@@ -867,7 +901,7 @@ so there is no Place Order button.</p>"""
 
     async def reviews_get(self, request: web.Request) -> web.Response:
         """GET /review/product/{sku}: the product's published reviews."""
-        if "reviews" in self.faults:
+        if "reviews" in self.in_effect:
             return _rest_internal_error()
         product = self._find_sku(request.match_info["sku"])
         if product is None:
@@ -876,7 +910,7 @@ so there is no Place Order button.</p>"""
 
     async def reviews_post(self, request: web.Request) -> web.Response:
         """POST /review/product/{sku}: accept a review for moderation (it is not published)."""
-        if "reviews" in self.faults:
+        if "reviews" in self.in_effect:
             return _rest_internal_error()
         product = self._find_sku(request.match_info["sku"])
         if product is None:
@@ -971,7 +1005,7 @@ so there is no Place Order button.</p>"""
 
     async def rest_cart_add_item(self, request: web.Request) -> web.Response:
         """POST /rest/V1/guest-carts/{id}/items: add (or merge) a simple product line."""
-        if "checkout" in self.faults:
+        if "checkout" in self.in_effect:
             return _rest_internal_error()
         cart_id = request.match_info["cart_id"]
         cart = self._guest_cart(cart_id)
@@ -1040,7 +1074,7 @@ so there is no Place Order button.</p>"""
         cart_id = request.match_info["cart_id"]
         if self._guest_cart(cart_id) is None:
             return self._no_cart(cart_id)
-        if "payment" in self.faults:
+        if "payment" in self.in_effect:
             return web.json_response([])
         return web.json_response([{"code": c, "title": t} for c, t in _PAYMENT_METHODS])
 
@@ -1128,7 +1162,7 @@ so there is no Place Order button.</p>"""
             "items": [{"key": str(line.item_id), "id": line.product.id, "quantity": line.qty,
                        "name": line.product.name} for line in cart.lines],
             "items_count": cart.items_qty(), "needs_payment": True, "needs_shipping": True,
-            "payment_methods": [] if "payment" in self.faults else [c for c, _ in
+            "payment_methods": [] if "payment" in self.in_effect else [c for c, _ in
                                                                     _PAYMENT_METHODS],
             "shipping_rates": [{"package_id": 0, "shipping_rates": rates}],
             "totals": {"total_price": str(int(cart.subtotal() * 100)), "currency_minor_unit": 2},
@@ -1162,7 +1196,7 @@ so there is no Place Order button.</p>"""
         data = await _json_object(request)
         product = self._product_by_id(data.get("id") if data else None)
         qty = _parse_qty(data.get("quantity", 1)) if data else None
-        if "checkout" in self.faults or product is None or qty is None:
+        if "checkout" in self.in_effect or product is None or qty is None:
             return web.json_response({"code": "woocommerce_rest_cart_invalid_product",
                                       "message": "This product cannot be added to the cart.",
                                       "data": {"status": 400}}, status=400)
@@ -1194,7 +1228,7 @@ so there is no Place Order button.</p>"""
             else {}
         product = self._product_by_id(item.get("id"))
         qty = _parse_qty(item.get("quantity", 1))
-        if "checkout" in self.faults or product is None or qty is None:
+        if "checkout" in self.in_effect or product is None or qty is None:
             return web.json_response({"status": 422, "message": "Cart Error",
                                       "description": "Cannot find variant"}, status=422)
         session = self._session(request)
@@ -1212,18 +1246,24 @@ so there is no Place Order button.</p>"""
     # -- demo control (never affected by faults) -------------------------------------------
 
     def _faults_json(self) -> web.Response:
-        return web.json_response({"faults": sorted(self.faults), "available": sorted(FAULTS),
-                                  "slow_delay_s": self.slow_delay_s,
-                                  "fragile_rejections": self.fragile_rejections})
+        return web.json_response({
+            "faults": sorted(self.faults),
+            "agents": {name: sorted(faults) for name, faults in sorted(self.agent_faults.items())},
+            "available": sorted(FAULTS), "slow_delay_s": self.slow_delay_s,
+            "fragile_rejections": self.fragile_rejections, "usage": FAULTS_USAGE})
 
     async def demo_faults_get(self, request: web.Request) -> web.Response:
-        """GET /_demo/faults: the active and the available faults."""
+        """GET /_demo/faults: the global and per-agent faults, the available ones, and usage."""
         return self._faults_json()
 
     async def demo_faults_post(self, request: web.Request) -> web.Response:
-        """POST /_demo/faults {"faults": [...]}: replace the active set ([] clears it);
-        optional ``"slow_delay_s": N`` sets the ``slow`` fault's delay."""
+        """POST /_demo/faults {"faults": [...]}: replace the global set ([] clears it); with
+        ``"agents": [...]``, replace the set of each named agent instead; optional
+        ``"slow_delay_s": N`` sets the ``slow`` fault's delay."""
         data = await _json_object(request)
+        agents = _agent_names(data.get("agents") if data is not None else None)
+        if isinstance(agents, str):
+            return web.json_response({"error": agents}, status=400)
         delay = data.get("slow_delay_s") if data is not None else None
         if delay is not None:
             if isinstance(delay, bool) or not isinstance(delay, int | float) or \
@@ -1240,9 +1280,33 @@ so there is no Place Order button.</p>"""
             valid = validate_faults(names)
         except UnknownFaultError as exc:
             return web.json_response({"error": str(exc)}, status=400)
-        self.faults.clear()
-        self.faults.update(valid)
+        if agents is None:
+            self.faults.clear()
+            self.faults.update(valid)
+        else:
+            set_agent_faults(self.agent_faults, agents, valid)
         return self._faults_json()
+
+
+def set_agent_faults(table: dict[str, frozenset[str]], agents: Iterable[str],
+                     faults: frozenset[str]) -> None:
+    """Replace the fault set of each agent in ``table`` (an empty set removes its entry)."""
+    for agent in agents:
+        if faults:
+            table[agent] = faults
+        else:
+            table.pop(agent, None)
+
+
+def _agent_names(value: object) -> tuple[str, ...] | str | None:
+    """The ``agents`` of a fault POST (None when absent), or an error message."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(
+            isinstance(n, str) and 0 < len(n) <= MAX_AGENT_NAME for n in value):
+        return (f'"agents" must be a non-empty list of agent names (1-{MAX_AGENT_NAME} '
+                f"characters each, as in their {AGENT_HEADER} header)")
+    return tuple(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1264,6 +1328,8 @@ class DemoStore:
         self.port: int = port
         self.url: str = _url(host, port)
         self.faults: set[str] = shop.faults   # the live set: handlers read it per request
+        self.agent_faults: Mapping[str, frozenset[str]] = shop.agent_faults
+        """Agent name → its own faults (read-only view; change it with ``set_faults``)."""
 
     @property
     def slow_delay_s(self) -> float:
@@ -1281,11 +1347,15 @@ class DemoStore:
         """Requests the ``fragile`` fault answered 500 so far."""
         return self._shop.fragile_rejections
 
-    def set_faults(self, names: Iterable[str]) -> None:
-        """Replace the active faults (validated first; raises UnknownFaultError)."""
+    def set_faults(self, names: Iterable[str], *, agents: Iterable[str] | None = None) -> None:
+        """Replace the global faults, or with ``agents`` the faults of each of those agents
+        (validated first; raises UnknownFaultError)."""
         valid = validate_faults(names)
-        self.faults.clear()
-        self.faults.update(valid)
+        if agents is None:
+            self.faults.clear()
+            self.faults.update(valid)
+        else:
+            set_agent_faults(self._shop.agent_faults, agents, valid)
 
     async def close(self) -> None:
         """Stop serving; requests held by ``down`` or ``slow`` are cancelled, not awaited."""
@@ -1304,7 +1374,8 @@ class DemoStore:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"DemoStore(url={self.url!r}, faults={sorted(self.faults)!r})"
+        return (f"DemoStore(url={self.url!r}, faults={sorted(self.faults)!r}, "
+                f"agent_faults={ {a: sorted(f) for a, f in self.agent_faults.items()}!r})")
 
 
 async def start_store(host: str = "127.0.0.1", port: int = 0,

@@ -33,6 +33,7 @@ from agent.config.secrets import scrub
 from agent.connectivity import ConnectivityGuard
 from agent.errors import StateError
 from agent.httpclient import HttpClients
+from agent.identity import user_agent
 from agent.incidents.engine import IncidentEngine
 from agent.incidents.queue import QUEUE_SIZE, ObservationQueue
 from agent.metrics.incidents import IncidentMetrics
@@ -154,7 +155,7 @@ class IncidentService:
         sinks: dict[str, TicketSink] = {}
         for name, sink_config in config.ticket_sinks().items():
             ctx = SinkBuildContext(name, self._sink_http, config.agent.state_dir,
-                                   config.agent.user_agent)
+                                   user_agent(config.agent))
             sinks[name] = build_sink(sink_config, ctx)
         return sinks
 
@@ -166,7 +167,7 @@ class IncidentService:
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(30.0), follow_redirects=False,
                 verify=self._clients.ssl_context(),
-                headers={"User-Agent": self.config.agent.user_agent})
+                headers={"User-Agent": user_agent(self.config.agent)})
         return self._http
 
     def _site_info(self, site: str) -> SiteInfo:

@@ -459,8 +459,9 @@ async def test_faults_combine(store: DemoStore, client: httpx.AsyncClient) -> No
 
 async def test_switch_faults_at_runtime(store: DemoStore, client: httpx.AsyncClient) -> None:
     state = (await client.get("/_demo/faults")).json()
-    assert state == {"faults": [], "available": sorted(FAULTS), "slow_delay_s": SLOW_DELAY_S,
-                     "fragile_rejections": 0}
+    assert state == {"faults": [], "agents": {}, "available": sorted(FAULTS),
+                     "slow_delay_s": SLOW_DELAY_S, "fragile_rejections": 0,
+                     "usage": storefront.FAULTS_USAGE}
     resp = await set_faults(client, "server_error", "search")
     assert resp.status_code == 200 and resp.json()["faults"] == ["search", "server_error"]
     assert store.faults == {"server_error", "search"}
