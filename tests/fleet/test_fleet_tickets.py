@@ -14,6 +14,7 @@ from aiohttp import web
 
 from agent.demo.storefront import DemoStore
 from tests.agent.servers import serve
+from tests.conftest import storewatch
 from tests.fleet.conftest import Fleet, SharedState, wait_for
 
 CHECKS = textwrap.dedent("""\
@@ -182,3 +183,64 @@ def _holder(state: SharedState) -> str | None:
                        "'pending' AND claimed_by IS NOT NULL AND claim_until > "
                        "CAST(strftime('%s', 'now') AS REAL)")
     return rows[0]["claimed_by"] if rows else None
+
+
+HOME_ONLY = textwrap.dedent("""\
+    defaults:
+      interval: 1s
+      timeout: 0.8s
+    sites:
+      - name: demo
+        base_url: {url}
+        checks:
+          - name: home
+            path: /
+    incidents:
+      min_locations: 2
+    sinks:
+      local: {{type: sqlite}}
+    """)
+
+
+async def test_down_from_one_location_is_unconfirmed_and_from_two_one_l1_ticket(
+        store: DemoStore, state: SharedState, fleet: Any) -> None:
+    agents: Fleet = fleet(HOME_ONLY.format(url=store.url))
+    await agents.start()
+    store.set_faults(["down"], agents=["a1"])
+    await wait_for("the failure confirmed from fra alone", lambda: state.query(
+        "SELECT 1 FROM incidents WHERE kind = 'site_down' AND state = 'pending' AND "
+        "unconfirmed = 1"), 30)
+    await wait_for("more failing runs from fra, passing ones from nyc and sgp", lambda: len(
+        state.query("SELECT 1 FROM location_tracks")) == 3 and _occurrences(state) >= 6, 30)
+    assert state.query("SELECT * FROM outbox") == []
+    assert state.query("SELECT * FROM local_tickets") == []
+    listing = await asyncio.to_thread(storewatch, "incidents", "list", "--state-dir",
+                                      str(state.state_dir))
+    assert listing.returncode == 0, listing.stderr
+    (row,) = [line for line in listing.stdout.splitlines() if "site_down" in line]
+    assert row.split()[1] == "unconfirmed"
+    assert json.loads(state.query("SELECT locations FROM incidents")[0]["locations"]) == {
+        "fra": "seen", "nyc": "not", "sgp": "not"}
+
+    store.set_faults(["down"], agents=["a1", "a2"])
+    ticket = await wait_for("one L1 ticket", lambda: state.query(
+        "SELECT * FROM local_tickets"), 30)
+    await asyncio.sleep(2)  # more failing runs from fra and nyc: still one ticket
+    store.set_faults([], agents=["a1", "a2"])
+    await wait_for("the ticket resolved", lambda: state.query(
+        "SELECT 1 FROM local_tickets WHERE state = 'resolved'"), 30)
+    await agents.stop()
+    (incident,) = state.query("SELECT * FROM incidents WHERE kind = 'site_down'")
+    assert (incident["level"], incident["state"], incident["unconfirmed"]) == (1, "resolved", 0)
+    assert [t["incident_id"] for t in state.query("SELECT * FROM local_tickets")] == [
+        incident["id"]]
+    assert "seen from: fra, nyc; not from: sgp" in ticket[0]["body"]
+    assert ticket[0]["title"].startswith("[L1] demo")
+    history = [r["type"] for r in state.query(
+        "SELECT type FROM incident_events WHERE incident_id = ? ORDER BY id", (incident["id"],))]
+    assert history[:3] == ["started", "unconfirmed", "opened"]
+
+
+def _occurrences(state: SharedState) -> int:
+    rows = state.query("SELECT occurrences FROM incidents WHERE kind = 'site_down'")
+    return int(rows[0]["occurrences"]) if rows else 0
