@@ -179,7 +179,10 @@ class IncidentEngine:
 
     def _fail(self, item: Failing, now: datetime) -> None:
         site, check = item.finding.site, item.finding.check
-        active = [i for i in self.store.active_incidents(site) if i.fingerprint != item.fingerprint]
+        # an unconfirmed incident (fleet: seen from too few locations) inhibits nothing: it
+        # must not hide what other locations see
+        active = [i for i in self.store.active_incidents(site)
+                  if i.fingerprint != item.fingerprint and not i.unconfirmed]
         rel = relation(item.finding.kind, {i.kind for i in active})
         own = self.store.active_incident(item.fingerprint)
         if rel is Relation.CAUSE and own is None:

@@ -119,3 +119,21 @@ def test_a_manual_resolve_forgets_every_locations_state(fleet: Any) -> None:
     f.interval(a1=True)
     newest = f.store.incidents()[0]
     assert newest.id != incident.id and newest.state is Phase.PENDING  # confirmed afresh
+
+
+def test_an_unconfirmed_site_down_does_not_suppress_what_other_locations_see(
+        fleet: Any) -> None:
+    f = fleet(min_locations=2)
+    f.interval(a1=True)
+    f.interval(a1=True)
+    assert f.store.incidents()[0].status == "unconfirmed"
+    for agent in ("a2", "a3") * 3:  # L2: three failing runs confirm it, from each location
+        engine, classifier = f.engines[agent]
+        finding = Finding("shop", "home", FindingKind.PARTIAL_OUTAGE, "category 500", f.now,
+                          Evidence(url="http://shop.test/c", status=500))
+        result = ProbeResult("shop", "home", False, 0.1, f.now, findings=(finding,))
+        engine.handle(classifier.observe(result), now=f.now)
+        f.now += timedelta(seconds=20)
+    outage = next(i for i in f.store.incidents() if i.kind is FindingKind.PARTIAL_OUTAGE)
+    assert (outage.status, outage.silenced) == ("open", None)
+    assert [(e.incident_id, e.action) for e in f.store.outbox()] == [(outage.id, "open")]
