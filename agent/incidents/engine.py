@@ -208,6 +208,10 @@ class IncidentEngine:
         track = self.store.track(fp)
         locations = self.store.location_tracks(fp, now - self.window(site, run.check),
                                                self.location)
+        if track.phase is not Phase.RESOLVED and not self.store.has_location_tracks(fp):
+            # an incident from before the fleet schema (or the CLI's manual edits): it was this
+            # agent's own lifecycle, so it carries on as this location's
+            locations = {self.location: track}
         result = fleet_step(track, locations, self.location, run, now,
                             policy_for(self.config, site, run.check),
                             self.config.incidents.min_locations)

@@ -490,6 +490,11 @@ class Store:
                           "updated_at = excluded.updated_at",
                           (fingerprint, location, site, track_to_json(track), ts(now)))
 
+    def has_location_tracks(self, fingerprint: str) -> bool:
+        """Whether any location ever recorded a state for ``fingerprint``."""
+        return self.conn.execute("SELECT 1 FROM location_tracks WHERE fingerprint = ? LIMIT 1",
+                                 (fingerprint,)).fetchone() is not None
+
     def failing_at(self, site: str, location: str, check: str) -> set[str]:
         """Fleet: fingerprints of ``site`` that ``check`` is failing (or recovering) in as seen
         from ``location``, with or without an active incident."""

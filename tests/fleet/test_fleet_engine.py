@@ -137,3 +137,13 @@ def test_an_unconfirmed_site_down_does_not_suppress_what_other_locations_see(
     outage = next(i for i in f.store.incidents() if i.kind is FindingKind.PARTIAL_OUTAGE)
     assert (outage.status, outage.silenced) == ("open", None)
     assert [(e.incident_id, e.action) for e in f.store.outbox()] == [(outage.id, "open")]
+
+
+def test_an_incident_from_before_the_fleet_schema_carries_on_as_the_agents_own(
+        fleet: Any) -> None:
+    f = fleet()
+    f.run("a1", True)  # pending, one failing run ...
+    f.store.conn.execute("DELETE FROM location_tracks")  # ... as a version-2 store knew it
+    f.run("a1", True)
+    (incident,) = f.store.incidents()
+    assert incident.state is Phase.OPEN  # the second failing run confirms, as before
