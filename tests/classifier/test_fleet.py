@@ -39,6 +39,9 @@ class Fleet:
         for location, run in runs.items():
             self.run(location, run)
 
+    def phase(self) -> Phase:
+        return self.incident.phase
+
     def types(self) -> list[EventType]:
         return [t for _, t, _ in self.events]
 
@@ -78,7 +81,7 @@ def test_one_failing_location_among_passing_ones_does_not_flap_the_incident() ->
     fleet = Fleet(min_locations=1)
     for _ in range(10):
         fleet.interval(a1=FAIL, a2=PASS, a3=PASS)
-    assert fleet.incident.phase is Phase.OPEN
+    assert fleet.phase() is Phase.OPEN
     assert fleet.types() == [EventType.STARTED, EventType.OPENED]
     assert fleet.tickets() == [TicketOp.OPEN]
 
@@ -86,10 +89,10 @@ def test_one_failing_location_among_passing_ones_does_not_flap_the_incident() ->
 def test_with_two_locations_needed_one_failing_location_stays_unconfirmed() -> None:
     fleet = Fleet(min_locations=2)
     fleet.interval(a1=FAIL, a2=PASS, a3=PASS)
-    assert fleet.incident.phase is Phase.PENDING and not fleet.unconfirmed
+    assert fleet.phase() is Phase.PENDING and not fleet.unconfirmed
     for _ in range(10):
         fleet.interval(a1=FAIL, a2=PASS, a3=PASS)
-    assert fleet.incident.phase is Phase.PENDING and fleet.unconfirmed
+    assert fleet.phase() is Phase.PENDING and fleet.unconfirmed
     assert fleet.types() == [EventType.STARTED]
     assert fleet.tickets() == []
 
@@ -99,9 +102,9 @@ def test_a_second_location_confirming_opens_one_ticket() -> None:
     for _ in range(3):
         fleet.interval(a1=FAIL, a2=PASS, a3=PASS)
     fleet.interval(a1=FAIL, a2=FAIL, a3=PASS)
-    assert fleet.incident.phase is Phase.PENDING  # a2 has one failing run of the two needed
+    assert fleet.phase() is Phase.PENDING  # a2 has one failing run of the two needed
     fleet.interval(a1=FAIL, a2=FAIL, a3=PASS)
-    assert fleet.incident.phase is Phase.OPEN and not fleet.unconfirmed
+    assert fleet.phase() is Phase.OPEN and not fleet.unconfirmed
     assert fleet.events[-1] == ("a2", EventType.OPENED, TicketOp.OPEN)
     for _ in range(5):
         fleet.interval(a1=FAIL, a2=FAIL, a3=PASS)
@@ -112,14 +115,14 @@ def test_it_resolves_once_fewer_than_min_locations_still_fail() -> None:
     fleet = Fleet(min_locations=2)
     for _ in range(2):
         fleet.interval(a1=FAIL, a2=FAIL, a3=FAIL)
-    assert fleet.incident.phase is Phase.OPEN
+    assert fleet.phase() is Phase.OPEN
     fleet.interval(a1=FAIL, a2=FAIL, a3=PASS)
     fleet.interval(a1=FAIL, a2=FAIL, a3=PASS)  # a3 recovered: a1 and a2 still fail
-    assert fleet.incident.phase is Phase.OPEN
+    assert fleet.phase() is Phase.OPEN
     fleet.interval(a1=FAIL, a2=PASS, a3=PASS)
-    assert fleet.incident.phase is Phase.OPEN  # a2 needs its second passing run
+    assert fleet.phase() is Phase.OPEN  # a2 needs its second passing run
     fleet.interval(a1=FAIL, a2=PASS, a3=PASS)
-    assert fleet.incident.phase is Phase.RESOLVED
+    assert fleet.phase() is Phase.RESOLVED
     assert fleet.events[-1] == ("a2", EventType.RESOLVED, TicketOp.RESOLVE)
     assert fleet.tickets() == [TicketOp.OPEN, TicketOp.RESOLVE]
 
@@ -129,9 +132,9 @@ def test_an_unconfirmed_failure_is_discarded_once_no_location_fails() -> None:
     for _ in range(3):
         fleet.interval(a1=FAIL, a2=PASS)
     fleet.interval(a1=PASS, a2=PASS)
-    assert fleet.incident.phase is Phase.PENDING  # a1 recovers after two passing runs
+    assert fleet.phase() is Phase.PENDING  # a1 recovers after two passing runs
     fleet.interval(a1=PASS, a2=PASS)
-    assert fleet.incident.phase is Phase.RESOLVED and not fleet.unconfirmed
+    assert fleet.phase() is Phase.RESOLVED and not fleet.unconfirmed
     assert fleet.types() == [EventType.STARTED, EventType.DISCARDED]
 
 
@@ -140,7 +143,7 @@ def test_a_location_confirms_by_its_own_consecutive_runs_not_by_others() -> None
     fleet.interval(a1=FAIL, a2=PASS)
     fleet.interval(a1=PASS, a2=FAIL)
     fleet.interval(a1=FAIL, a2=PASS)
-    assert fleet.incident.phase is Phase.PENDING  # nobody failed twice in a row
+    assert fleet.phase() is Phase.PENDING  # nobody failed twice in a row
     assert fleet.tickets() == []
 
 
