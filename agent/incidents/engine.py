@@ -22,8 +22,8 @@ location (``agent.location``, else ``agent.name``): ``classifier.fleet_step`` ke
 per (fingerprint, location) and opens the incident once ``incidents.min_locations`` locations
 confirm it (confirmed from fewer: ``unconfirmed``, no ticket); a location counts while its
 latest run is within the confirmation window (two intervals of the check plus its budget; its
-own location always counts). The
-incident row lists which locations saw the failure and which did not.
+own location always counts). The incident row lists which locations saw the failure and which
+did not; an unconfirmed incident inhibits nothing.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@
   a lease longer than an attempt's deadline (``claim_lease``), and released when the attempt
   is recorded (delivered, retry, dead letter). An agent that dies mid-delivery leaves its claim
   to run out; then another agent delivers the entry (``open`` asks ``sink.find`` first, as
-  above). Workers poll the store at least every ``poll`` seconds, so entries queued by other
-  agents are noticed without a wake-up.
+  above). The claimant is ``<agent.name>/<pid>``: an agent that restarts takes back the claims
+  of its dead predecessor at once (a single agent delivers after a crash as soon as it is back).
+  Workers poll the store at least every ``poll`` seconds, so entries queued by other agents are
+  noticed without a wake-up.
 * Retryable failures wait ``base * 2**attempts`` with jitter, capped at ``l1_max_delay`` (30 s)
   for L1 incidents and ``max_delay`` (5 min) for the others, so an L1 ticket goes out at most
   30 s after a tracker comes back; a tracker's ``Retry-After`` is honoured on top (up to an
@@ -144,6 +146,7 @@ class Outbox:
         a reload), entries of sinks no longer configured become dead letters. ``wake`` wakes
         every worker."""
         workers: dict[str, asyncio.Task[None]] = {}
+        await self._release_predecessors()
         try:
             while not stop.is_set():
                 for name in set(workers) - set(self.sinks):
@@ -169,6 +172,18 @@ class Outbox:
             for task in workers.values():
                 task.cancel()
             await asyncio.gather(*workers.values(), return_exceptions=True)
+
+    async def _release_predecessors(self) -> None:
+        """Take back the claims this agent (same name, earlier process) held when it died."""
+        agent = self.claimer.partition("/")[0]
+        try:
+            released = await self._db(self.store.release_claims, agent, self.claimer)
+        except Exception as exc:  # the workers report an unusable store
+            log.debug("could not release earlier claims: %s", exc)
+            return
+        if released:
+            log.warning("took back %d ticket action(s) an earlier run of agent %s had claimed "
+                        "when it stopped", released, agent)
 
     async def _sink_worker(self, name: str, stop: asyncio.Event, poll: float) -> None:
         """Deliver the due entries of one sink until ``stop`` (or the sink is removed)."""

@@ -645,6 +645,18 @@ class Store:
                 (claimer, ts(now + lease), entry_id, ts(now)))
             return cur.rowcount == 1
 
+    def release_claims(self, agent: str, keep: str) -> int:
+        """Release the claims of earlier processes of ``agent`` (claimants ``agent/<pid>``
+        other than ``keep``): a restarted agent takes its dead predecessor's entries back at
+        once instead of waiting out their lease. Returns how many."""
+        prefix = agent + "/"
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE state = "
+                "'pending' AND substr(claimed_by, 1, ?) = ? AND claimed_by != ?",
+                (len(prefix), prefix, keep))
+            return cur.rowcount
+
     def claimant(self, entry_id: int) -> str | None:
         """Who holds the claim on an entry (None: nobody)."""
         row = self.conn.execute("SELECT claimed_by FROM outbox WHERE id = ?",

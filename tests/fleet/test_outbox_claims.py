@@ -122,3 +122,16 @@ async def test_two_agents_outboxes_deliver_each_action_once(tmp_path: Path,
                                                                    for i in ids}
     for sink in sinks:
         sink.inner.close()
+
+
+def test_a_restarted_agent_takes_back_its_dead_predecessors_claims(
+        stores: tuple[Store, Store]) -> None:
+    a, b = stores
+    incident(a, "open")
+    incident(a, "open", fp="storewatch-0000000000ff")
+    first, second = a.due(NOW)
+    assert a.claim(first.id, "a1/100", NOW, LEASE)  # a1's process 100 died holding it
+    assert a.claim(second.id, "a10/7", NOW, LEASE)  # another agent whose name starts alike
+    assert b.release_claims("a1", "a1/200") == 1  # a1 is back as process 200
+    assert [e.id for e in b.due(NOW)] == [first.id]
+    assert b.claimant(second.id) == "a10/7"
