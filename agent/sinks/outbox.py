@@ -125,18 +125,20 @@ class Outbox:
     async def deliver_due(self, now: datetime | None = None, sink: str | None = None) -> int:
         """Try every entry (of ``sink``) that is due now, one after another; returns how many
         were tried."""
-        entries = await self._db(self.store.due, now or self._clock(), sink=sink)
+        entries = await self._db(self.store.due, now or self._clock(), sink=sink,
+                                 claimer=self.claimer)
         tried = 0
         for entry in entries:
             lease = timedelta(seconds=claim_lease(self.attempt_timeout))
             if not await self._db(self.store.claim, entry.id, self.claimer, self._clock(),
                                   lease):
                 continue  # another agent took it meanwhile
-            if entry.claimed_by is not None:
+            taken_over = entry.claimed_by not in (None, self.claimer)
+            if taken_over:
                 log.warning("ticket %s for incident #%d via %s: the claim of %s ran out; "
                             "delivering it here", entry.action, entry.incident_id, entry.sink,
                             entry.claimed_by)
-            self._claimed("taken_over" if entry.claimed_by is not None else "taken")
+            self._claimed("taken_over" if taken_over else "taken")
             tried += 1
             await self._deliver(entry)
         return tried

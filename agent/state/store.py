@@ -610,18 +610,19 @@ class Store:
                                  "action = 'open' ORDER BY sink", (incident_id,))
         return [r["sink"] for r in rows]
 
-    def due(self, now: datetime, limit: int = 100, sink: str | None = None) -> list[OutboxEntry]:
+    def due(self, now: datetime, limit: int = 100, sink: str | None = None,
+            claimer: str = "") -> list[OutboxEntry]:
         """Pending entries that are due, first in line for their (incident, sink) and not
-        claimed by a live claim, of one ``sink`` if given; L1 incidents first, then by due
-        time."""
+        under another ``claimer``'s live claim, of one ``sink`` if given; L1 incidents first,
+        then by due time."""
         where = "" if sink is None else " AND o.sink = ?"
         args: tuple[str, ...] = () if sink is None else (sink,)
         rows = self.conn.execute(
             "SELECT o.* FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id "
             "WHERE o.state = 'pending' AND o.next_at <= ?" + where + " AND "
-            "(o.claimed_by IS NULL OR o.claim_until < ?) AND o.id = " + _FIRST_IN_LINE +
-            " ORDER BY COALESCE(i.level, 9) != 1, o.next_at, o.id LIMIT ?",
-            (ts(now), *args, ts(now), limit))
+            "(o.claimed_by IS NULL OR o.claim_until < ? OR o.claimed_by = ?) AND o.id = "
+            + _FIRST_IN_LINE + " ORDER BY COALESCE(i.level, 9) != 1, o.next_at, o.id LIMIT ?",
+            (ts(now), *args, ts(now), claimer, limit))
         return [_entry(r) for r in rows]
 
     def next_due(self, sink: str | None = None) -> datetime | None:
@@ -637,12 +638,13 @@ class Store:
 
     def claim(self, entry_id: int, claimer: str, now: datetime, lease: timedelta) -> bool:
         """Fleet: take the delivery of a pending entry for ``lease`` (compare-and-set: only if
-        nobody holds a live claim on it); True if it is now ``claimer``'s."""
+        nobody else holds a live claim on it; ``claimer``'s own claim is renewed, e.g. one left
+        by an attempt the store could not record); True if it is now ``claimer``'s."""
         with self.transaction():
             cur = self.conn.execute(
                 "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id = ? AND "
-                "state = 'pending' AND (claimed_by IS NULL OR claim_until < ?)",
-                (claimer, ts(now + lease), entry_id, ts(now)))
+                "state = 'pending' AND (claimed_by IS NULL OR claim_until < ? OR "
+                "claimed_by = ?)", (claimer, ts(now + lease), entry_id, ts(now), claimer))
             return cur.rowcount == 1
 
     def release_claims(self, agent: str, keep: str) -> int:

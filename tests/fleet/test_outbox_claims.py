@@ -135,3 +135,13 @@ def test_a_restarted_agent_takes_back_its_dead_predecessors_claims(
     assert b.release_claims("a1", "a1/200") == 1  # a1 is back as process 200
     assert [e.id for e in b.due(NOW)] == [first.id]
     assert b.claimant(second.id) == "a10/7"
+
+
+def test_an_agent_renews_its_own_claim(stores: tuple[Store, Store]) -> None:
+    a, _ = stores
+    incident(a, "open")
+    (entry,) = a.due(NOW)
+    assert a.claim(entry.id, "a1/1", NOW, LEASE)  # an attempt the store could not record
+    assert a.due(NOW, claimer="a2/2") == []
+    assert [e.id for e in a.due(NOW, claimer="a1/1")] == [entry.id]
+    assert a.claim(entry.id, "a1/1", NOW + timedelta(seconds=1), LEASE)
