@@ -178,7 +178,11 @@ async def test_killing_the_agent_that_holds_the_claim_mid_delivery_never_loses_o
     assert len(state.query("SELECT 1 FROM local_tickets")) == 1
     assert len(state.query("SELECT 1 FROM tickets")) == 2
     assert state.query("SELECT 1 FROM outbox WHERE state != 'delivered'") == []
-    assert logs.count("ran out; delivering it here") >= ROUNDS
+    # every kill was followed by a take-over: by another agent once the lease ran out (the
+    # last victim, restarted at once, may take its own entry back first)
+    taken_over = logs.count("ran out; delivering it here")
+    assert taken_over >= ROUNDS - 1
+    assert taken_over + logs.count("took back 1 ticket action") >= ROUNDS
     print(f"{ROUNDS} claim holders SIGKILLed mid-delivery ({', '.join(killed)}); "
           f"{tracker.stalled} deliveries held; 1 ticket per sink")
 
