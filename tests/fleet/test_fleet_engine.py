@@ -14,6 +14,7 @@ from agent.config.schema import Config
 from agent.incidents.engine import IncidentEngine, manual_resolve
 from agent.pipeline import Classifier
 from agent.probes.base import ProbeResult
+from agent.sinks.render import SiteInfo, body, seen_from
 from agent.state.store import Store, db_path
 from classifier import Evidence, Finding, FindingKind, Phase
 
@@ -147,3 +148,15 @@ def test_an_incident_from_before_the_fleet_schema_carries_on_as_the_agents_own(
     f.run("a1", True)
     (incident,) = f.store.incidents()
     assert incident.state is Phase.OPEN  # the second failing run confirms, as before
+
+
+def test_the_ticket_names_locations_only_once_several_are_known(fleet: Any) -> None:
+    f = fleet()
+    f.interval(a1=True)
+    f.interval(a1=True)
+    (alone,) = f.store.incidents()
+    assert seen_from(alone) is None and "Locations" not in body(alone, SiteInfo())
+    f.interval(a2=False, a3=True)
+    (several,) = f.store.incidents()
+    assert seen_from(several) == "seen from: fra, sgp; not from: nyc"
+    assert "**Locations:** seen from: fra, sgp; not from: nyc" in body(several, SiteInfo())

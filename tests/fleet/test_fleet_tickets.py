@@ -246,6 +246,10 @@ async def test_down_from_one_location_is_unconfirmed_and_from_two_one_l1_ticket(
         incident["id"]]
     assert "seen from: fra, nyc; not from: sgp" in ticket[0]["body"]
     assert ticket[0]["title"].startswith("[L1] demo")
+    shown = await asyncio.to_thread(storewatch, "incidents", "show", str(incident["id"]),
+                                    "--state-dir", str(state.state_dir))
+    assert shown.returncode == 0, shown.stderr
+    assert "  locations: seen from: fra, nyc; not from: sgp" in shown.stdout.splitlines()
     history = [r["type"] for r in state.query(
         "SELECT type FROM incident_events WHERE incident_id = ? ORDER BY id", (incident["id"],))]
     assert history[:3] == ["started", "unconfirmed", "opened"]
