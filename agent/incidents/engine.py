@@ -228,16 +228,18 @@ class IncidentEngine:
         elif incident_id is not None:
             self.store.update_incident(incident_id, flapping=new.flapping)
         if incident_id is not None:
-            self._note_locations(incident_id, run, result, now)
+            self._note_locations(incident_id, incident, run, result, now)
         self.store.save_location_track(fp, self.location, site, result.location, now)
         self.store.save_track(fp, new)
 
-    def _note_locations(self, incident_id: int, run: Run, result: FleetStep,
-                        now: datetime) -> None:
+    def _note_locations(self, incident_id: int, before: IncidentRecord | None, run: Run,
+                        result: FleetStep, now: datetime) -> None:
         """Which locations saw the incident's failure (and which did not); whether it is
-        confirmed from too few of them."""
-        record = self.store.incident(incident_id)
-        if record is None or record.state is Phase.RESOLVED:
+        confirmed from too few of them (``before``: the incident as the run found it)."""
+        if result.incident.phase is Phase.RESOLVED:
+            return
+        record = before if before is not None else self.store.incident(incident_id)
+        if record is None:
             return
         seen = dict(record.locations)
         if run.failing:

@@ -131,11 +131,13 @@ MIGRATIONS: tuple[str, ...] = (
         fingerprint TEXT NOT NULL,
         location TEXT NOT NULL,
         site TEXT NOT NULL,
+        phase TEXT NOT NULL,
         state TEXT NOT NULL,
         updated_at REAL NOT NULL,
         PRIMARY KEY (fingerprint, location)
     );
-    CREATE INDEX location_tracks_site ON location_tracks (site, location);
+    CREATE INDEX location_tracks_active ON location_tracks (site, location)
+        WHERE phase != 'resolved';
     ALTER TABLE incidents ADD COLUMN locations TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE incidents ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
@@ -484,11 +486,12 @@ class Store:
     def save_location_track(self, fingerprint: str, location: str, site: str, track: Track,
                             now: datetime) -> None:
         """Store the lifecycle state of ``fingerprint`` as seen from ``location``."""
-        self.conn.execute("INSERT INTO location_tracks (fingerprint, location, site, state, "
-                          "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (fingerprint, "
-                          "location) DO UPDATE SET state = excluded.state, "
-                          "updated_at = excluded.updated_at",
-                          (fingerprint, location, site, track_to_json(track), ts(now)))
+        self.conn.execute("INSERT INTO location_tracks (fingerprint, location, site, phase, "
+                          "state, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
+                          "(fingerprint, location) DO UPDATE SET phase = excluded.phase, "
+                          "state = excluded.state, updated_at = excluded.updated_at",
+                          (fingerprint, location, site, track.phase.value,
+                           track_to_json(track), ts(now)))
 
     def has_location_tracks(self, fingerprint: str) -> bool:
         """Whether any location ever recorded a state for ``fingerprint``."""
@@ -499,13 +502,9 @@ class Store:
         """Fleet: fingerprints of ``site`` that ``check`` is failing (or recovering) in as seen
         from ``location``, with or without an active incident."""
         rows = self.conn.execute("SELECT fingerprint, state FROM location_tracks WHERE "
-                                 "site = ? AND location = ?", (site, location))
-        out = set()
-        for r in rows:
-            track = track_from_json(r["state"])
-            if track.phase is not Phase.RESOLVED and check in track.checks:
-                out.add(r["fingerprint"])
-        return out
+                                 "site = ? AND location = ? AND phase != 'resolved'",
+                                 (site, location))
+        return {r["fingerprint"] for r in rows if check in track_from_json(r["state"]).checks}
 
     def forget_locations(self, fingerprint: str) -> None:
         """Drop every location's state of ``fingerprint`` (a manual resolve starts afresh)."""
