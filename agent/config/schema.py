@@ -1081,6 +1081,13 @@ class IncidentSettings(StrictModel):
     {fingerprint}."""
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     """Where the agent serves browser evidence from, and how long it keeps it."""
+    min_locations: int = Field(default=1, ge=1, le=100)
+    """Fleet: distinct locations (``agent.location``, else ``agent.name``) that must each confirm
+    a failure before its incident opens and is ticketed; confirmed from fewer, it is recorded
+    as ``unconfirmed`` (see docs/incidents.md, "Fleet")."""
+    delivery_timeout: PositiveDuration = 60.0
+    """Deadline of one ticket delivery attempt; an agent's claim on the ticket action lasts
+    this plus half of it (at least 2 s) before another agent may take it over."""
 
     @field_validator("group_by")
     @classmethod

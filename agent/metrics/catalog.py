@@ -79,6 +79,15 @@ TICKET_DELIVERIES = MetricDef("storewatch_ticket_deliveries_total", "counter",
                               "Ticket delivery attempts by sink, action (open, update, resolve) "
                               "and outcome (delivered, retry, dead).",
                               ("sink", "action", "outcome"))
+OUTBOX_CLAIMS = MetricDef("storewatch_outbox_claims_total", "counter",
+                          "Fleet: ticket actions this agent claimed for delivery, by outcome "
+                          "(taken; taken_over: another agent's claim had run out, it died or "
+                          "hung mid-delivery; lost: this agent's claim ran out before it "
+                          "finished).", ("outcome",))
+INCIDENTS_UNCONFIRMED = MetricDef("storewatch_incidents_unconfirmed", "gauge",
+                                  "Fleet: failures confirmed from fewer locations than "
+                                  "incidents.min_locations (no ticket), by site and level.",
+                                  ("site", "level"))
 OUTBOX_PENDING = MetricDef("storewatch_outbox_pending", "gauge",
                            "Ticket actions waiting for delivery.")
 OUTBOX_OLDEST_AGE = MetricDef("storewatch_outbox_oldest_pending_age_seconds", "gauge",
@@ -129,8 +138,8 @@ ALL: tuple[MetricDef, ...] = (
     PROBE_HTTP_STATUS, PROBE_LAST_RUN, TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS,
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     AGENT_INFO, INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING,
-    OUTBOX_OLDEST_AGE, OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
-    INCIDENT_QUEUE_LENGTH,
+    OUTBOX_OLDEST_AGE, OUTBOX_CLAIMS, INCIDENTS_UNCONFIRMED, OUTBOX_DEAD, STATE_WRITABLE,
+    INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED, INCIDENT_QUEUE_LENGTH,
     INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
     SITE_IN_FLIGHT, EVIDENCE_BYTES, EVIDENCE_FILES, EVIDENCE_PRUNED,
 )
