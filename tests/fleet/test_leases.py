@@ -1,0 +1,268 @@
+"""The lease of a ``placement: one`` check on a real SQLite store: competing holders, renewal,
+expiry, loss, release; the agent-side gate (``FleetPlacement``) with a clock the test moves."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agent.config.schema import Config, PlannedCheck
+from agent.fleet.placement import ALIVE_HEARTBEATS, FleetPlacement, lease_seconds
+from agent.state.store import Store
+from tests.fleet.conftest import SharedState
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def seconds(n: float) -> timedelta:
+    return timedelta(seconds=n)
+
+
+def test_two_holders_competing_for_a_free_lease_one_wins(shared_state: SharedState) -> None:
+    a, b = shared_state.open(), shared_state.open()
+    try:
+        first = a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
+        second = b.claim_lease("shop", "home", "b1", "token-b", T0, T0 + seconds(10))
+        assert (first.won, first.renewed, first.taken_from) == (True, False, None)
+        assert (second.won, second.holder) == (False, "a1")
+        assert second.expires_at == T0 + seconds(10)
+        # another check's lease is independent
+        assert b.claim_lease("shop", "checkout", "b1", "token-b", T0, T0 + seconds(10)).won
+    finally:
+        a.close()
+        b.close()
+
+
+def test_racing_threads_never_both_win(shared_state: SharedState) -> None:
+    """Two processes' worth of connections claim the same fresh lease at the same instant,
+    200 times: exactly one wins each time."""
+    rounds = 200
+    stores = [shared_state.open(), shared_state.open()]
+    barrier = threading.Barrier(2)
+    wins: list[list[bool]] = [[], []]
+
+    def claim(i: int) -> None:
+        for r in range(rounds):
+            barrier.wait()
+            claim = stores[i].claim_lease("shop", f"check-{r}", f"agent-{i}", f"token-{i}", T0,
+                                          T0 + seconds(10))
+            wins[i].append(claim.won)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for s in stores:
+        s.close()
+    assert len(wins[0]) == len(wins[1]) == rounds
+    assert all(x != y for x, y in zip(wins[0], wins[1], strict=True))
+
+
+def test_renewal_keeps_the_lease_and_its_start(shared_state: SharedState) -> None:
+    a, b = shared_state.open(), shared_state.open()
+    try:
+        a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
+        renewed = a.claim_lease("shop", "home", "a1", "token-a", T0 + seconds(9),
+                                T0 + seconds(19))
+        assert (renewed.won, renewed.renewed, renewed.expires_at) == (True, True,
+                                                                      T0 + seconds(19))
+        # past the first expiry but within the renewed one: b still loses
+        assert not b.claim_lease("shop", "home", "b1", "token-b", T0 + seconds(15),
+                                 T0 + seconds(25)).won
+        row = a.conn.execute("SELECT acquired_at, renewed_at FROM leases").fetchone()
+        assert (row["acquired_at"], row["renewed_at"]) == (T0.timestamp(),
+                                                          (T0 + seconds(9)).timestamp())
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_loses(
+        shared_state: SharedState) -> None:
+    a, b = shared_state.open(), shared_state.open()
+    try:
+        a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
+        assert not b.claim_lease("shop", "home", "b1", "token-b", T0 + seconds(10),
+                                 T0 + seconds(20)).won  # expiry is exclusive: not yet
+        taken = b.claim_lease("shop", "home", "b1", "token-b", T0 + seconds(10.5),
+                              T0 + seconds(20.5))
+        assert (taken.won, taken.taken_from, taken.renewed) == (True, "a1", False)
+        late = a.claim_lease("shop", "home", "a1", "token-a", T0 + seconds(11), T0 + seconds(21))
+        assert (late.won, late.holder) == (False, "b1")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_same_name_other_process_does_not_share_the_lease(shared_state: SharedState) -> None:
+    """A restarted agent (same name, new token) waits for its old process's lease to expire."""
+    a = shared_state.open()
+    try:
+        a.claim_lease("shop", "home", "a1", "old-process", T0, T0 + seconds(10))
+        assert not a.claim_lease("shop", "home", "a1", "new-process", T0 + seconds(1),
+                                 T0 + seconds(11)).won
+        assert a.claim_lease("shop", "home", "a1", "new-process", T0 + seconds(11),
+                             T0 + seconds(21)).won
+    finally:
+        a.close()
+
+
+def test_release_lets_another_take_over_at_once(shared_state: SharedState) -> None:
+    a, b = shared_state.open(), shared_state.open()
+    try:
+        a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
+        a.claim_lease("shop", "search", "a1", "token-a", T0, T0 + seconds(10))
+        assert a.release_leases("token-a") == 2
+        taken = b.claim_lease("shop", "home", "b1", "token-b", T0 + seconds(1),
+                              T0 + seconds(11))
+        assert (taken.won, taken.taken_from) == (True, None)
+    finally:
+        a.close()
+        b.close()
+
+
+# -- the agent-side gate ---------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fleet_config(state_dir: str, name: str, placement: str = "one",
+                 location: str | None = None) -> Config:
+    return Config.model_validate({
+        "agent": {"name": name, "location": location, "state_dir": state_dir, "jitter": 0},
+        "sites": [{"name": "shop", "base_url": "http://127.0.0.1:9", "placement": placement,
+                   "checks": [{"name": "home", "interval": "10s"},
+                              {"name": "search", "path": "/search", "placement": "every"}]}],
+    })
+
+
+def planned(config: Config, check: str) -> PlannedCheck:
+    return next(p for p in config.planned_checks() if p.check.name == check)
+
+
+Make = Callable[..., FleetPlacement]
+REGISTRIES: dict[int, CollectorRegistry] = {}
+
+
+@pytest.fixture
+async def make(shared_state: SharedState) -> AsyncIterator[Make]:
+    made: list[FleetPlacement] = []
+
+    def build(name: str, clock: Clock, state_dir: str | None = None,
+              location: str | None = None) -> FleetPlacement:
+        config = fleet_config(state_dir or shared_state.location, name, location=location)
+        registry = CollectorRegistry()
+        p = FleetPlacement(config, registry, clock=clock)
+        REGISTRIES[id(p)] = registry
+        made.append(p)
+        return p
+
+    yield build
+    for p in made:
+        await p.stop()
+        REGISTRIES.pop(id(p), None)
+
+
+def value(p: FleetPlacement, name: str, **labels: str) -> float | None:
+    """A sample of ``p``'s registry (the agent's own name as ``agent`` label)."""
+    return REGISTRIES[id(p)].get_sample_value(name, {"agent": p.name, **labels})
+
+
+async def test_gate_one_agent_runs_the_other_stands_by_then_takes_over(make: Make) -> None:
+    clock = Clock()
+    a, b = make("a1", clock), make("b1", clock)
+    config = fleet_config("unused", "x")
+    home, search = planned(config, "home"), planned(config, "search")
+    assert home.placement.value == "one" and search.placement.value == "every"
+
+    assert await a.may_run(home) and not await b.may_run(home)
+    assert await a.may_run(search) and await b.may_run(search)  # every: both run it
+    assert a.held == {"shop/home"} and b.held == frozenset()
+
+    clock.now += 10  # a renews on schedule: b keeps standing by
+    assert await a.may_run(home) and not await b.may_run(home)
+
+    # a stops renewing (dead, paused): once its lease is over, b's next due run takes it over
+    clock.now += lease_seconds(10, 0) + 0.1
+    assert await b.may_run(home)
+    assert b.held == {"shop/home"}
+    assert value(b, "storewatch_fleet_lease_losses_total") == 0
+
+    # a comes back: its lease is gone, it counts one loss and stands by
+    assert not await a.may_run(home)
+    assert a.held == frozenset()
+    assert value(a, "storewatch_fleet_lease_losses_total") == 1
+    assert not await a.may_run(home)
+    assert value(a, "storewatch_fleet_lease_losses_total") == 1  # once, not once per run
+
+    runs = "storewatch_fleet_check_runs_total"
+    assert value(a, runs, site="shop", check="home", placement="one") == 2
+    assert value(a, runs, site="shop", check="search", placement="every") == 1
+    assert value(b, runs, site="shop", check="home", placement="one") == 1
+    assert value(b, "storewatch_fleet_leases_held") == 1
+    assert value(a, "storewatch_fleet_leases_held") == 0
+
+
+async def test_a_clean_stop_hands_over_at_the_next_run(make: Make) -> None:
+    clock = Clock()
+    a, b = make("a1", clock), make("b1", clock)
+    home = planned(fleet_config("unused", "x"), "home")
+    assert await a.may_run(home) and not await b.may_run(home)
+    await a.stop()
+    clock.now += 1  # long before a's lease would have expired
+    assert await b.may_run(home)
+
+
+async def test_store_unreachable_runs_anyway_and_says_so(make: Make, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state directory should be")
+    clock = Clock()
+    a = make("a1", clock, state_dir=str(blocker))
+    home = planned(fleet_config("unused", "x"), "home")
+    assert await a.may_run(home) and await a.may_run(home)
+    assert value(a, "storewatch_fleet_unclaimed_runs_total") == 2
+    assert not a.reachable and not await a.beat()
+    assert value(a, "storewatch_fleet_store_reachable") == 0
+    unreachable = [r for r in caplog.records if "shared store unreachable" in r.getMessage()]
+    assert len(unreachable) == 1  # one line when it starts, not one per run
+    assert "run here without a lease" in unreachable[0].getMessage()
+
+
+async def test_heartbeats_show_who_is_alive(make: Make) -> None:
+    clock = Clock()
+    a = make("a1", clock, location="fra")
+    b = make("b1", clock, location="nyc")
+    assert await a.beat() and await b.beat()
+    assert [(x.name, x.location) for x in b.agents] == [("a1", "fra"), ("b1", "nyc")]
+
+    def up(p: FleetPlacement) -> dict[str, float]:
+        return {s.labels["agent"]: s.value for m in REGISTRIES[id(p)].collect()
+                for s in m.samples if s.name == "storewatch_fleet_agent_up"}
+
+    assert up(b) == {"a1": 1.0, "b1": 1.0}
+    clock.now += ALIVE_HEARTBEATS * b.heartbeat_s + 1  # a1 falls silent; b1 goes on
+    assert await b.beat()
+    assert up(b) == {"a1": 0.0, "b1": 1.0}
+
+
+def test_store_schema_has_the_fleet_tables(shared_state: SharedState) -> None:
+    store: Store = shared_state.open()
+    try:
+        tables = {r[0] for r in store.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"agents", "leases"} <= tables
+    finally:
+        store.close()
