@@ -8,6 +8,7 @@ User-Agent, and each agent has its own (``agent.user_agent``)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import signal
@@ -220,7 +221,7 @@ async def test_placement_one_runs_on_one_agent_and_fails_over_after_sigkill(
                    lambda: len([h for h in access_log.runs(ONE_PATH) if h.at > after]) >= 4,
                    60, fleet)
     resumed = [h for h in access_log.runs(ONE_PATH) if h.at > after]
-    gaps = [b.at - a.at for a, b in zip(resumed, resumed[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(resumed)]
     print(f"after failover: runs by {sorted({h.agent or '?' for h in resumed})}, gaps "
           f"{', '.join(f'{g:.2f}' for g in gaps)}s")
     assert all(h.agent != holder for h in resumed)
