@@ -1,42 +1,142 @@
-"""Fixtures for several agents on one shared store.
+"""A fleet of real agents (`python -m agent run -c …` subprocesses) sharing one store.
 
-``shared_state`` yields where the fleet's state lives. Today that is a SQLite file (the agents
-share one ``agent.state_dir``); a PostgreSQL parameter can be added here once the store runs on
-PostgreSQL, and every fleet test then runs on both.
+``state`` yields where the shared store lives. Today that is one SQLite file shared by the agent
+processes (the state directory); once the store also runs on PostgreSQL, parametrise ``state``
+with a ``postgresql://`` URL and give ``SharedState`` its ``agent_yaml``/``query`` for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import asyncio
+import signal
+import sqlite3
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.state.store import Store, db_path
+from tests.conftest import ROOT
 
 
-@dataclass(frozen=True)
+@dataclass
 class SharedState:
-    """The store a fleet of agents shares."""
+    """The store every agent of a test shares."""
 
-    kind: str
-    """``sqlite`` (later also ``postgresql``)."""
+    state_dir: Path
+
+    def agent_yaml(self) -> str:
+        """The ``agent:`` keys (indented two spaces) that point an agent at the store."""
+        return f"  state_dir: {self.state_dir}\n"
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Rows of ``sql`` on the shared store ([] before its schema exists)."""
+        db = self.state_dir / "storewatch.db"
+        if not db.exists():
+            return []
+        conn = sqlite3.connect(db, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:  # schema not created yet
+            return []
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[SharedState]:
+    """The shared store: a SQLite state directory today."""
+    yield SharedState(tmp_path / "state")
+
+
+@dataclass
+class Agent:
+    """One agent process of the fleet."""
+
+    name: str
     location: str
-    """The state directory of the shared SQLite file (later: a ``postgresql://`` URL)."""
+    config: Path
+    log: Path
+    proc: asyncio.subprocess.Process | None = None
+    pids: list[int] = field(default_factory=list)
 
-    def agent_yaml(self, indent: int = 2) -> str:
-        """The ``agent:`` section lines that point an agent at this store."""
-        return " " * indent + f"state_dir: {self.location}\n"
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent", "run", "-c", str(self.config), cwd=ROOT,
+                stdout=out, stderr=out)
+        self.pids.append(self.proc.pid)
 
-    def open(self) -> Store:
-        """A store connection for the test's own reads and writes (close it)."""
-        return Store(db_path(Path(self.location)))
+    async def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(sig)
+            await asyncio.wait_for(self.proc.wait(), 15)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
 
 
-@pytest.fixture(params=["sqlite"])
-def shared_state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedState]:
-    """The store location every agent of a test fleet uses."""
-    state_dir = tmp_path / "shared-state"
-    state_dir.mkdir()
-    yield SharedState(request.param, str(state_dir))
+AGENTS = (("a1", "fra"), ("a2", "nyc"), ("a3", "sgp"))
+
+
+@dataclass
+class Fleet:
+    """Agents a1 (fra), a2 (nyc), a3 (sgp) with one config body each."""
+
+    agents: list[Agent]
+
+    def by_pid(self, pid: int) -> Agent:
+        return next(a for a in self.agents if a.proc is not None and a.proc.pid == pid)
+
+    async def start(self) -> None:
+        for agent in self.agents:
+            await agent.start()
+
+    async def stop(self) -> None:
+        for agent in self.agents:
+            await agent.kill(signal.SIGTERM)
+
+    def logs(self) -> str:
+        return "".join(a.log.read_text(errors="replace") for a in self.agents
+                       if a.log.exists())
+
+
+@pytest.fixture
+async def fleet(tmp_path: Path, state: SharedState
+                ) -> AsyncIterator[Callable[[str], Fleet]]:
+    """``fleet(body)``: three agents on the shared store, each with ``body`` (YAML after the
+    ``agent:`` section: defaults, sites, incidents, sinks...)."""
+    made: list[Fleet] = []
+
+    def make(body: str) -> Fleet:
+        agents = []
+        for name, location in AGENTS:
+            config = tmp_path / f"{name}.yaml"
+            config.write_text(
+                "agent:\n"
+                f"  name: {name}\n  location: {location}\n  listen: 127.0.0.1:0\n"
+                "  jitter: 0\n" + state.agent_yaml() + textwrap.dedent(body))
+            agents.append(Agent(name, location, config, tmp_path / f"{name}.log"))
+        made.append(Fleet(agents))
+        return made[-1]
+
+    yield make
+    for f in made:
+        await f.stop()
+
+
+async def wait_for(what: str, condition: Callable[[], Any], timeout: float) -> Any:
+    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

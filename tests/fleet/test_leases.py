@@ -13,18 +13,23 @@ from prometheus_client import CollectorRegistry
 
 from agent.config.schema import Config, PlannedCheck
 from agent.fleet.placement import ALIVE_HEARTBEATS, FleetPlacement, lease_seconds
-from agent.state.store import Store
+from agent.state.store import Store, db_path
 from tests.fleet.conftest import SharedState
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def open_store(state: SharedState) -> Store:
+    """A connection of the test's own to the shared store (each is one agent's)."""
+    return Store(db_path(state.state_dir))
 
 
 def seconds(n: float) -> timedelta:
     return timedelta(seconds=n)
 
 
-def test_two_holders_competing_for_a_free_lease_one_wins(shared_state: SharedState) -> None:
-    a, b = shared_state.open(), shared_state.open()
+def test_two_holders_competing_for_a_free_lease_one_wins(state: SharedState) -> None:
+    a, b = open_store(state), open_store(state)
     try:
         first = a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
         second = b.claim_lease("shop", "home", "b1", "token-b", T0, T0 + seconds(10))
@@ -38,11 +43,11 @@ def test_two_holders_competing_for_a_free_lease_one_wins(shared_state: SharedSta
         b.close()
 
 
-def test_racing_threads_never_both_win(shared_state: SharedState) -> None:
+def test_racing_threads_never_both_win(state: SharedState) -> None:
     """Two processes' worth of connections claim the same fresh lease at the same instant,
     200 times: exactly one wins each time."""
     rounds = 200
-    stores = [shared_state.open(), shared_state.open()]
+    stores = [open_store(state), open_store(state)]
     barrier = threading.Barrier(2)
     wins: list[list[bool]] = [[], []]
 
@@ -64,8 +69,8 @@ def test_racing_threads_never_both_win(shared_state: SharedState) -> None:
     assert all(x != y for x, y in zip(wins[0], wins[1], strict=True))
 
 
-def test_renewal_keeps_the_lease_and_its_start(shared_state: SharedState) -> None:
-    a, b = shared_state.open(), shared_state.open()
+def test_renewal_keeps_the_lease_and_its_start(state: SharedState) -> None:
+    a, b = open_store(state), open_store(state)
     try:
         a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
         renewed = a.claim_lease("shop", "home", "a1", "token-a", T0 + seconds(9),
@@ -84,8 +89,8 @@ def test_renewal_keeps_the_lease_and_its_start(shared_state: SharedState) -> Non
 
 
 def test_an_expired_lease_is_taken_over_and_the_old_holder_loses(
-        shared_state: SharedState) -> None:
-    a, b = shared_state.open(), shared_state.open()
+        state: SharedState) -> None:
+    a, b = open_store(state), open_store(state)
     try:
         a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
         assert not b.claim_lease("shop", "home", "b1", "token-b", T0 + seconds(10),
@@ -100,9 +105,9 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_loses(
         b.close()
 
 
-def test_same_name_other_process_does_not_share_the_lease(shared_state: SharedState) -> None:
+def test_same_name_other_process_does_not_share_the_lease(state: SharedState) -> None:
     """A restarted agent (same name, new token) waits for its old process's lease to expire."""
-    a = shared_state.open()
+    a = open_store(state)
     try:
         a.claim_lease("shop", "home", "a1", "old-process", T0, T0 + seconds(10))
         assert not a.claim_lease("shop", "home", "a1", "new-process", T0 + seconds(1),
@@ -113,8 +118,8 @@ def test_same_name_other_process_does_not_share_the_lease(shared_state: SharedSt
         a.close()
 
 
-def test_release_lets_another_take_over_at_once(shared_state: SharedState) -> None:
-    a, b = shared_state.open(), shared_state.open()
+def test_release_lets_another_take_over_at_once(state: SharedState) -> None:
+    a, b = open_store(state), open_store(state)
     try:
         a.claim_lease("shop", "home", "a1", "token-a", T0, T0 + seconds(10))
         a.claim_lease("shop", "search", "a1", "token-a", T0, T0 + seconds(10))
@@ -157,12 +162,12 @@ REGISTRIES: dict[int, CollectorRegistry] = {}
 
 
 @pytest.fixture
-async def make(shared_state: SharedState) -> AsyncIterator[Make]:
+async def make(state: SharedState) -> AsyncIterator[Make]:
     made: list[FleetPlacement] = []
 
     def build(name: str, clock: Clock, state_dir: str | None = None,
               location: str | None = None) -> FleetPlacement:
-        config = fleet_config(state_dir or shared_state.location, name, location=location)
+        config = fleet_config(state_dir or str(state.state_dir), name, location=location)
         registry = CollectorRegistry()
         p = FleetPlacement(config, registry, clock=clock)
         REGISTRIES[id(p)] = registry
@@ -258,8 +263,8 @@ async def test_heartbeats_show_who_is_alive(make: Make) -> None:
     assert up(b) == {"a1": 0.0, "b1": 1.0}
 
 
-def test_store_schema_has_the_fleet_tables(shared_state: SharedState) -> None:
-    store: Store = shared_state.open()
+def test_store_schema_has_the_fleet_tables(state: SharedState) -> None:
+    store: Store = open_store(state)
     try:
         tables = {r[0] for r in store.conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}

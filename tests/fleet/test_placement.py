@@ -133,9 +133,10 @@ class AgentProcess:
 
 
 @pytest.fixture
-async def fleet(tmp_path: Path, shared_state: SharedState,
-                store: DemoStore) -> AsyncIterator[dict[str, AgentProcess]]:
-    agents = {name: AgentProcess(name, agent_config(tmp_path, shared_state, store.url, name,
+async def placement_fleet(tmp_path: Path, state: SharedState,
+                          store: DemoStore) -> AsyncIterator[dict[str, AgentProcess]]:
+    """Agents a1, a2, a3 on the shared store, each with its own User-Agent."""
+    agents = {name: AgentProcess(name, agent_config(tmp_path, state, store.url, name,
                                                     location),
                                  tmp_path / f"{name}.log")
               for name, location in AGENTS}
@@ -148,8 +149,8 @@ async def fleet(tmp_path: Path, shared_state: SharedState,
             await a.stop(signal.SIGTERM)
 
 
-async def wait_for(what: str, condition: Callable[[], object], timeout: float,
-                   agents: dict[str, AgentProcess]) -> None:
+async def wait_logged(what: str, condition: Callable[[], object], timeout: float,
+                      agents: dict[str, AgentProcess]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -167,14 +168,15 @@ async def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 
 
 async def test_placement_one_runs_on_one_agent_and_fails_over_after_sigkill(
-        fleet: dict[str, AgentProcess], access_log: AccessLog) -> None:
+        placement_fleet: dict[str, AgentProcess], access_log: AccessLog) -> None:
+    fleet = placement_fleet
     # every agent runs the placement: every check: all three are up and probing
-    await wait_for("all three agents probing", lambda: {
+    await wait_logged("all three agents probing", lambda: {
         h.agent for h in access_log.runs(EVERY_PATH)} == {"a1", "a2", "a3"}, 90, fleet)
 
     # steady state: the placement: one check runs on one agent, once per interval
     start = time.monotonic()
-    await wait_for("5 runs of the placement: one check",
+    await wait_logged("5 runs of the placement: one check",
                    lambda: len([h for h in access_log.runs(ONE_PATH) if h.at >= start]) >= 5,
                    60, fleet)
     steady = [h for h in access_log.runs(ONE_PATH) if h.at >= start]
@@ -192,7 +194,7 @@ async def test_placement_one_runs_on_one_agent_and_fails_over_after_sigkill(
 
     # SIGKILL the holder right after one of its runs
     runs_before = len(access_log.runs(ONE_PATH))
-    await wait_for("the holder's next run", lambda: len(access_log.runs(ONE_PATH)) > runs_before,
+    await wait_logged("the holder's next run", lambda: len(access_log.runs(ONE_PATH)) > runs_before,
                    30, fleet)
     await fleet[holder].stop(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -200,7 +202,7 @@ async def test_placement_one_runs_on_one_agent_and_fails_over_after_sigkill(
     assert last.agent == holder
 
     # another agent takes over within one interval plus the lease, then runs it on schedule
-    await wait_for("another agent runs the placement: one check", lambda: any(
+    await wait_logged("another agent runs the placement: one check", lambda: any(
         h.agent not in (None, holder) for h in access_log.runs(ONE_PATH) if h.at > killed_at),
         60, fleet)
     first = next(h for h in access_log.runs(ONE_PATH) if h.at > killed_at)
@@ -217,7 +219,7 @@ async def test_placement_one_runs_on_one_agent_and_fails_over_after_sigkill(
             rf"from {holder}"
     assert re.search(taken, fleet[successor].text()), fleet[successor].text()[-3000:]
     after = time.monotonic()
-    await wait_for("4 more runs after the failover",
+    await wait_logged("4 more runs after the failover",
                    lambda: len([h for h in access_log.runs(ONE_PATH) if h.at > after]) >= 4,
                    60, fleet)
     resumed = [h for h in access_log.runs(ONE_PATH) if h.at > after]
@@ -250,3 +252,12 @@ async def test_placement_one_runs_on_one_agent_and_fails_over_after_sigkill(
     alive = {labels[0][1] for (name, labels), v in samples.items()
              if name == "storewatch_fleet_agent_up" and v == 1.0}
     assert alive == set(fleet) - {holder}
+
+    # the agent standing by shows no (stale) result of the check it does not run
+    standby = next(n for n in fleet if n not in (holder, successor))
+    standby_url = fleet[standby].metrics_url()
+    assert standby_url is not None
+    others = await scrape(standby_url)
+    assert ("storewatch_probe_success", (("check", "home"), ("site", "demo"))) in others
+    assert ("storewatch_probe_success", (("check", "tops"), ("site", "demo"))) not in others
+    assert others[("storewatch_fleet_leases_held", (("agent", standby),))] == 0
