@@ -228,7 +228,7 @@ class Agent:
         self.config = config
         self.incidents.reconfigure(config, sinks)
         self.runner.classifier = classifier
-        self.fleet.jitter = config.agent.jitter
+        self.fleet.reconfigure(config)
         self.host.apply(config.host, reader)
         self.scheduler.commit(plan)
         self.latest.retain([*((p.site.name, p.check.name) for p in config.planned_checks()),

@@ -111,6 +111,7 @@ class FleetPlacement:
         self._reachable = True
         self._beats = 0
         self._task: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.runs = Counter(c.FLEET_CHECK_RUNS.name.removesuffix("_total"),
@@ -189,6 +190,39 @@ class FleetPlacement:
         """The clock leases and heartbeats are measured on (Unix seconds)."""
         return self._clock()
 
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded config: its jitter for new leases; the leases of checks that are no
+        longer ``placement: one`` here are released (another agent that still runs them takes
+        over at its next run). A changed ``agent.name``/``location`` needs a restart."""
+        self.jitter = config.agent.jitter
+        wanted = {p.key for p in config.planned_checks() if p.placement is Placement.ONE}
+        dropped = self._held - wanted
+        if dropped:
+            self._held &= wanted
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # no loop (not running): the leases expire by themselves
+                return
+            task = asyncio.create_task(self._release_dropped(sorted(dropped)),
+                                       name="fleet-release")
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    async def _release_dropped(self, keys: list[str]) -> None:
+        pairs = [(site, check) for site, _, check in (k.partition("/") for k in keys)]
+        try:
+            async with asyncio.timeout(CLAIM_TIMEOUT_S):
+                await self._db.run(lambda: self._open().release_leases(self.token, pairs))
+        except Exception as exc:
+            if not _unreachable(exc):
+                log.exception("could not release the leases of %s", ", ".join(keys))
+                return
+            log.warning("could not release the leases of %s (%s); they expire by themselves",
+                        ", ".join(keys), scrub(str(exc)) or type(exc).__name__)
+            return
+        log.info("released the lease(s) of %s: no longer placement: one here",
+                 ", ".join(keys))
+
     # -- heartbeat -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -225,6 +259,8 @@ class FleetPlacement:
         self._stop.set()
         if self._task is not None:
             await self._task
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
         if self._held:
             try:
                 async with asyncio.timeout(CLAIM_TIMEOUT_S):

@@ -743,11 +743,15 @@ class Store:
         assert before is not None  # a lost claim means another process's live lease was there
         return LeaseClaim(False, str(before["holder"]), dt(before["expires_at"]) or now)
 
-    def release_leases(self, token: str) -> int:
-        """Give up every lease process ``token`` holds (a clean stop: others take over at
-        once); returns how many."""
+    def release_leases(self, token: str, keys: Sequence[tuple[str, str]] | None = None) -> int:
+        """Give up the leases process ``token`` holds (all, or those of the ``(site, check)``
+        ``keys``): the others take over at their next run; returns how many."""
         with self.transaction():
-            return self.conn.execute("DELETE FROM leases WHERE token = ?", (token,)).rowcount
+            if keys is None:
+                return self.conn.execute("DELETE FROM leases WHERE token = ?", (token,)).rowcount
+            return sum(self.conn.execute("DELETE FROM leases WHERE token = ? AND site = ? AND "
+                                         "check_name = ?", (token, site, check)).rowcount
+                       for site, check in keys)
 
     def integrity_ok(self) -> bool:
         """``PRAGMA integrity_check`` says ok."""

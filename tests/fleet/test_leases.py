@@ -271,3 +271,30 @@ def test_store_schema_has_the_fleet_tables(state: SharedState) -> None:
         assert {"agents", "leases"} <= tables
     finally:
         store.close()
+
+
+async def test_a_reload_that_drops_placement_one_hands_the_check_over(make: Make,
+                                                                      state: SharedState) -> None:
+    clock = Clock()
+    a, b = make("a1", clock), make("b1", clock)
+    home = planned(fleet_config("unused", "x"), "home")
+    assert await a.may_run(home) and not await b.may_run(home)
+    a.reconfigure(fleet_config(str(state.state_dir), "a1", placement="every"))
+    assert a.held == frozenset()
+    await a.stop()  # waits for the release
+    clock.now += 1
+    assert await b.may_run(home)
+
+
+def test_placement_check_overrides_site_default_every() -> None:
+    config = Config.model_validate({"sites": [
+        {"name": "one-site", "base_url": "http://127.0.0.1:9", "placement": "one",
+         "checks": [{"name": "home"}, {"name": "search", "path": "/s", "placement": "every"}]},
+        {"name": "plain", "base_url": "http://127.0.0.1:9",
+         "checks": [{"name": "home"}, {"name": "journey", "type": "browser",
+                                       "steps": [{"name": "open", "goto": "/"}],
+                                       "placement": "one"}]},
+    ]})
+    assert {p.key: p.placement.value for p in config.planned_checks()} == {
+        "one-site/home": "one", "one-site/search": "every", "plain/home": "every",
+        "plain/journey": "one"}
