@@ -3,6 +3,8 @@ expiry, loss, release; the agent-side gate (``FleetPlacement``) with a clock the
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -12,7 +14,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.config.schema import Config, PlannedCheck
-from agent.fleet.placement import ALIVE_HEARTBEATS, FleetPlacement, lease_seconds
+from agent.fleet.placement import (
+    ALIVE_HEARTBEATS,
+    CLAIM_TIMEOUT_S,
+    FleetPlacement,
+    lease_seconds,
+)
 from agent.state.store import Store, db_path
 from tests.fleet.conftest import SharedState
 
@@ -298,3 +305,44 @@ def test_placement_check_overrides_site_default_every() -> None:
     assert {p.key: p.placement.value for p in config.planned_checks()} == {
         "one-site/home": "one", "one-site/search": "every", "plain/home": "every",
         "plain/journey": "one"}
+
+
+async def test_a_locked_store_neither_blocks_the_loop_nor_stops_the_check(
+        make: Make, state: SharedState, caplog: pytest.LogCaptureFixture) -> None:
+    """Another process holds the store's write lock: the claim gives up after CLAIM_TIMEOUT_S,
+    the check runs anyway (counted), the event loop keeps turning; once the lock is gone the
+    lease is claimed again."""
+    clock = Clock()
+    a = make("a1", clock)
+    home = planned(fleet_config("unused", "x"), "home")
+    assert await a.may_run(home)  # schema created, lease held
+    locker = sqlite3.connect(db_path(state.state_dir), timeout=1, isolation_level=None)
+    ticks = 0
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            await asyncio.sleep(0.05)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        locker.execute("BEGIN EXCLUSIVE")
+        clock.now += 10
+        started = asyncio.get_running_loop().time()
+        assert await a.may_run(home)
+        waited = asyncio.get_running_loop().time() - started
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        stop.set()
+        await ticker
+    assert waited >= CLAIM_TIMEOUT_S * 0.9
+    assert ticks >= 10  # the loop went on while the claim waited in the store thread
+    assert value(a, "storewatch_fleet_unclaimed_runs_total") == 1
+    assert value(a, "storewatch_fleet_store_reachable") == 0
+    clock.now += 10
+    assert await a.may_run(home)
+    assert a.reachable and a.held == {"shop/home"}
+    assert any("shared store reachable again" in r.getMessage() for r in caplog.records)
