@@ -23,8 +23,9 @@ Agents that share one store (``agent.state_dir`` on a shared SQLite file today) 
   stands by; it runs the check again only once it wins the lease again.
 * **Clean stop.** ``stop`` releases this agent's leases: the others take over at their next
   run instead of waiting for the lease to expire.
-* **Store unreachable.** When a claim fails or takes longer than ``CLAIM_TIMEOUT_S``, the agent
-  runs its ``placement: one`` checks anyway, without a lease: a lost L1 is worse than a check
+* **Store unreachable.** When a claim fails or takes longer than ``CLAIM_TIMEOUT_S`` (or fails
+  for a bug, logged with its traceback), the agent runs its ``placement: one`` checks anyway,
+  without a lease: a lost L1 is worse than a check
   run twice. One line says when that starts and one when coordination works again;
   ``storewatch_fleet_store_reachable`` is 0 meanwhile and such runs are counted in
   ``storewatch_fleet_unclaimed_runs_total``.
@@ -140,9 +141,11 @@ class FleetPlacement:
             async with asyncio.timeout(CLAIM_TIMEOUT_S):
                 claim = await self._db.run(self._claim, planned, now, expires)
         except Exception as exc:
-            if not _unreachable(exc):
-                raise
-            self._failed(f"cannot claim the lease of {planned.key}", exc)
+            if _unreachable(exc):
+                self._failed(f"cannot claim the lease of {planned.key}", exc)
+            else:  # a bug: it must not stop the check either
+                log.exception("claiming the lease of %s failed; running it here without one",
+                              planned.key)
             self.unclaimed_runs.inc()
             self._count(planned)
             return True
