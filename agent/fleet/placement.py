@@ -25,9 +25,9 @@ Agents that share one store (``agent.state_dir`` on a shared SQLite file today) 
   run instead of waiting for the lease to expire.
 * **Store unreachable.** When a claim fails or takes longer than ``CLAIM_TIMEOUT_S`` (or fails
   for a bug, logged with its traceback), the agent runs its ``placement: one`` checks anyway,
-  without a lease: a lost L1 is worse than a check
-  run twice. One line says when that starts and one when coordination works again;
-  ``storewatch_fleet_store_reachable`` is 0 meanwhile and such runs are counted in
+  without a lease: a lost L1 is worse than a check run twice. One line says when that starts
+  and one when coordination works again; ``storewatch_fleet_store_reachable`` is 0 meanwhile
+  and such runs are counted in
   ``storewatch_fleet_unclaimed_runs_total``.
 
 Every store call runs in this module's own thread (``StoreThread``) on its own connection: a
