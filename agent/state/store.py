@@ -144,6 +144,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claim_until REAL;
     """,
+    # 3 -> 4: the agents of a fleet (heartbeats) and the leases of `placement: one` checks
+    # (agent/fleet/placement.py). ``token`` tells apart two processes with the same name.
+    """
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        location TEXT,
+        token TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE leases (
+        site TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        token TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (site, check_name)
+    );
+    CREATE INDEX leases_token ON leases (token);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -262,6 +285,32 @@ class OutboxEntry:
     last_error: str | None
     claimed_by: str | None = None
     claim_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAgent:
+    """An agent of the fleet as its last heartbeat left it."""
+
+    name: str
+    location: str | None
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseClaim:
+    """The outcome of one attempt to take or renew the lease of a ``placement: one`` check."""
+
+    won: bool
+    """The caller holds the lease until ``expires_at`` and runs the check."""
+    holder: str
+    """Who holds the lease now (the caller when ``won``)."""
+    expires_at: datetime
+    renewed: bool = False
+    """Won by the process that held it already (a renewal)."""
+    taken_from: str | None = None
+    """When won by taking over an expired lease of another process: that holder's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -748,6 +797,68 @@ class Store:
         with self.transaction():
             cur = self.conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
         return cur.rowcount > 0
+
+    # -- fleet: agents and leases (agent/fleet/placement.py) -----------------------------------
+
+    def heartbeat(self, name: str, location: str | None, token: str, version: str,
+                  started_at: datetime, now: datetime) -> None:
+        """Record that agent ``name`` (process ``token``) is alive at ``now``."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO agents (name, location, token, version, started_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "location = excluded.location, token = excluded.token, "
+                "version = excluded.version, started_at = excluded.started_at, "
+                "heartbeat_at = excluded.heartbeat_at",
+                (name, location, token, version, ts(started_at), ts(now)))
+
+    def fleet_agents(self, seen_since: datetime) -> list[FleetAgent]:
+        """Agents that sent a heartbeat since ``seen_since``, by name."""
+        rows = self.conn.execute("SELECT * FROM agents WHERE heartbeat_at >= ? ORDER BY name",
+                                 (ts(seen_since),))
+        return [FleetAgent(r["name"], r["location"], r["version"],
+                           dt(r["started_at"]) or seen_since, dt(r["heartbeat_at"]) or seen_since)
+                for r in rows]
+
+    def forget_agents(self, silent_since: datetime) -> int:
+        """Delete agents without a heartbeat since ``silent_since``; returns how many."""
+        with self.transaction():
+            return self.conn.execute("DELETE FROM agents WHERE heartbeat_at < ?",
+                                     (ts(silent_since),)).rowcount
+
+    def claim_lease(self, site: str, check: str, holder: str, token: str, now: datetime,
+                    expires_at: datetime) -> LeaseClaim:
+        """Take or renew the lease of ``site``/``check`` for process ``token`` until
+        ``expires_at``: a compare-and-set that wins when there is no lease yet, when ``token``
+        holds it already, or when it expired before ``now``; the row count says who won."""
+        with self.transaction():
+            before = self.conn.execute("SELECT holder, token, expires_at FROM leases WHERE "
+                                       "site = ? AND check_name = ?", (site, check)).fetchone()
+            won = self.conn.execute(
+                "INSERT INTO leases (site, check_name, holder, token, acquired_at, renewed_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, check_name) "
+                "DO UPDATE SET holder = excluded.holder, token = excluded.token, "
+                "acquired_at = CASE WHEN leases.token = excluded.token "
+                "THEN leases.acquired_at ELSE excluded.acquired_at END, "
+                "renewed_at = excluded.renewed_at, expires_at = excluded.expires_at "
+                "WHERE leases.token = excluded.token OR leases.expires_at < excluded.renewed_at",
+                (site, check, holder, token, ts(now), ts(now), ts(expires_at))).rowcount == 1
+        mine = before is not None and before["token"] == token
+        if won:
+            taken_from = None if mine or before is None else str(before["holder"])
+            return LeaseClaim(True, holder, expires_at, mine, taken_from)
+        assert before is not None  # a lost claim means another process's live lease was there
+        return LeaseClaim(False, str(before["holder"]), dt(before["expires_at"]) or now)
+
+    def release_leases(self, token: str, keys: Sequence[tuple[str, str]] | None = None) -> int:
+        """Give up the leases process ``token`` holds (all, or those of the ``(site, check)``
+        ``keys``): the others take over at their next run; returns how many."""
+        with self.transaction():
+            if keys is None:
+                return self.conn.execute("DELETE FROM leases WHERE token = ?", (token,)).rowcount
+            return sum(self.conn.execute("DELETE FROM leases WHERE token = ? AND site = ? AND "
+                                         "check_name = ?", (token, site, check)).rowcount
+                       for site, check in keys)
 
     def integrity_ok(self) -> bool:
         """The backend's consistency check passes (SQLite ``PRAGMA integrity_check``;

@@ -1,15 +1,14 @@
 """A fleet of real agents (`python -m agent run -c …` subprocesses) sharing one store.
 
-``state`` yields where the shared store lives. Today that is one SQLite file shared by the agent
-processes (the state directory); once the store also runs on PostgreSQL, parametrise ``state``
-with a ``postgresql://`` URL and give ``SharedState`` its ``agent_yaml``/``query`` for it.
+``state`` yields where the shared store lives: one SQLite file shared by the agent processes
+(the state directory; the default), or a fresh PostgreSQL database on the session's throw-away
+cluster (``@pytest.mark.parametrize("state", ["postgresql"], indirect=True)``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 import sys
 import textwrap
 import time
@@ -20,38 +19,67 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from agent.errors import StateError
+from agent.state.database import Row, is_driver_error, open_database
+from agent.state.store import db_path
+from tests.conftest import ROOT, fresh_database
+
+BACKENDS = ["sqlite", "postgresql"]
+"""Parameters of ``state`` for the tests that run on both backends."""
 
 
 @dataclass
 class SharedState:
-    """The store every agent of a test shares."""
+    """The store every agent of a test shares (``url``: PostgreSQL; else the SQLite file of
+    ``state_dir``). The state directory is shared too: files (baselines, evidence) and the
+    ``sqlite`` ticket sink's local tickets, which always live in ``<state_dir>/storewatch.db``."""
 
     state_dir: Path
+    url: str | None = None
+
+    @property
+    def location(self) -> str | Path:
+        """The store as ``agent.state`` / ``--state`` name it."""
+        return self.url if self.url is not None else db_path(self.state_dir)
 
     def agent_yaml(self) -> str:
         """The ``agent:`` keys (indented two spaces) that point an agent at the store."""
-        return f"  state_dir: {self.state_dir}\n"
+        state = f"  state: {self.url}\n" if self.url is not None else ""
+        return f"  state_dir: {self.state_dir}\n" + state
 
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        """Rows of ``sql`` on the shared store ([] before its schema exists)."""
-        db = self.state_dir / "storewatch.db"
-        if not db.exists():
+    def cli_args(self) -> list[str]:
+        """Arguments that point ``storewatch incidents|tickets|silence`` at the store."""
+        return ["--state", str(self.location)]
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[Row]:
+        """Rows of ``sql`` on the shared store ([] before its schema exists); a query of the
+        ``local_tickets`` table reads the sqlite sink's file in the state directory."""
+        where = db_path(self.state_dir) if "local_tickets" in sql else self.location
+        if isinstance(where, Path) and not where.exists():
             return []
-        conn = sqlite3.connect(db, timeout=10)
-        conn.row_factory = sqlite3.Row
         try:
-            return conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:  # schema not created yet
+            db = open_database(where)
+        except StateError:
+            return []
+        try:
+            return list(db.execute(sql, args).fetchall())
+        except Exception as exc:  # schema not created yet
+            if not is_driver_error(exc):
+                raise
             return []
         finally:
-            conn.close()
+            db.close()
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[SharedState]:
-    """The shared store: a SQLite state directory today."""
-    yield SharedState(tmp_path / "state")
+def state(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedState]:
+    """The shared store: a SQLite state directory, or with the parameter ``"postgresql"`` a
+    fresh database of the session's PostgreSQL cluster."""
+    backend = getattr(request, "param", "sqlite")
+    url = None
+    if backend == "postgresql":
+        url = fresh_database(request.getfixturevalue("pg_cluster"))
+    yield SharedState(tmp_path / "state", url)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from aiohttp import web
 from agent.demo.storefront import DemoStore
 from tests.agent.servers import serve
 from tests.conftest import storewatch
-from tests.fleet.conftest import Fleet, SharedState, wait_for
+from tests.fleet.conftest import BACKENDS, Fleet, SharedState, wait_for
 
 CHECKS = textwrap.dedent("""\
     defaults:
@@ -89,6 +89,7 @@ def sinks(hook: str, delivery_timeout: str = "3s") -> str:
     """)
 
 
+@pytest.mark.parametrize("state", BACKENDS, indirect=True)
 async def test_a_fault_seen_by_three_agents_is_one_incident_with_one_ticket_per_sink(
         store: DemoStore, state: SharedState, fleet: Any) -> None:
     tracker = Tracker()
@@ -128,6 +129,7 @@ own dead claims at once: tests/fleet/test_outbox_claims.py)."""
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("state", ["postgresql"], indirect=True)
 async def test_killing_the_agent_that_holds_the_claim_mid_delivery_never_loses_or_doubles(
         store: DemoStore, state: SharedState, fleet: Any) -> None:
     tracker = Tracker()
@@ -212,6 +214,7 @@ HOME_ONLY = textwrap.dedent("""\
     """)
 
 
+@pytest.mark.parametrize("state", BACKENDS, indirect=True)
 async def test_down_from_one_location_is_unconfirmed_and_from_two_one_l1_ticket(
         store: DemoStore, state: SharedState, fleet: Any) -> None:
     agents: Fleet = fleet(HOME_ONLY.format(url=store.url))
@@ -224,8 +227,7 @@ async def test_down_from_one_location_is_unconfirmed_and_from_two_one_l1_ticket(
         state.query("SELECT 1 FROM location_tracks")) == 3 and _occurrences(state) >= 6, 30)
     assert state.query("SELECT * FROM outbox") == []
     assert state.query("SELECT * FROM local_tickets") == []
-    listing = await asyncio.to_thread(storewatch, "incidents", "list", "--state-dir",
-                                      str(state.state_dir))
+    listing = await asyncio.to_thread(storewatch, "incidents", "list", *state.cli_args())
     assert listing.returncode == 0, listing.stderr
     (row,) = [line for line in listing.stdout.splitlines() if "site_down" in line]
     assert row.split()[1] == "unconfirmed"
@@ -247,7 +249,7 @@ async def test_down_from_one_location_is_unconfirmed_and_from_two_one_l1_ticket(
     assert "seen from: fra, nyc; not from: sgp" in ticket[0]["body"]
     assert ticket[0]["title"].startswith("[L1] demo")
     shown = await asyncio.to_thread(storewatch, "incidents", "show", str(incident["id"]),
-                                    "--state-dir", str(state.state_dir))
+                                    *state.cli_args())
     assert shown.returncode == 0, shown.stderr
     assert "  locations: seen from: fra, nyc; not from: sgp" in shown.stdout.splitlines()
     history = [r["type"] for r in state.query(
