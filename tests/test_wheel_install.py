@@ -19,8 +19,17 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
-SKIP = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
-                              ".*_cache", "state")
+_SKIP_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                       "__pycache__", ".*_cache")
+
+
+def SKIP(folder: str, names: list[str]) -> set[str]:
+    """What the copy leaves out: tool output anywhere, and a demo's ``./state`` folder at the
+    top (``agent/state`` is a package and is copied)."""
+    skipped = set(_SKIP_ANYWHERE(folder, names))
+    if Path(folder).resolve() == ROOT.resolve():
+        skipped |= {"state"} & set(names)
+    return skipped
 
 
 def run(*args: str | Path, cwd: Path, timeout: float = 300,
