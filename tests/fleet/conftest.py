@@ -11,7 +11,6 @@ import asyncio
 import signal
 import sys
 import textwrap
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,10 @@ import pytest
 from agent.errors import StateError
 from agent.state.database import Row, is_driver_error, open_database
 from agent.state.store import db_path
+from tests.agent.test_incidents_e2e import wait_for
 from tests.conftest import ROOT, fresh_database
+
+__all__ = ["wait_for"]  # the fleet tests import it from here
 
 BACKENDS = ["sqlite", "postgresql"]
 """Parameters of ``state`` for the tests that run on both backends."""
@@ -157,14 +159,3 @@ async def fleet(tmp_path: Path, state: SharedState
     yield make
     for f in made:
         await f.stop()
-
-
-async def wait_for(what: str, condition: Callable[[], Any], timeout: float) -> Any:
-    """Poll ``condition`` until it is truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
