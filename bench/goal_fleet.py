@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import env
-from bench.stats import Row, percentile, table
+from bench.stats import Row, median, percentile, spread, table
 from tests.pgcluster import PostgresCluster
 
 DOC_SQLITE_MS = (1.0, 1.8)
@@ -57,7 +57,7 @@ _SAMPLE = re.compile(r'^(\w+)(?:\{([^}]*)\})? (\S+)$', re.M)
 class Sizes:
     """How much the run does (``--quick`` shrinks every part)."""
 
-    checks: int = 300
+    checks: int = 600
     interval: float = 10.0
     warmup: float = 15.0
     window: float = 30.0
@@ -65,10 +65,13 @@ class Sizes:
     step_s: float = 15.0
     step_warmup: float = 3.0
     sequential: int = 1000
+    sequential_reps: int = 3
+    agent_reps: int = 2
 
 
 QUICK = Sizes(checks=30, interval=1.5, warmup=2.0, window=3.0, writers=(1, 3), step_s=2.5,
-              step_warmup=0.5, sequential=100)
+              step_warmup=0.5, sequential=100,
+              sequential_reps=1, agent_reps=1)
 
 
 # --- the database's CPU -------------------------------------------------------------------
@@ -333,43 +336,59 @@ def run(sizes: Sizes, workdir: Path, log: Any) -> tuple[list[Row], dict[str, Any
         pid = cluster.pid
         print("fleet F1: 1 vs 3 agents on one PostgreSQL ...", file=log)
         with env.demo_store() as store:
-            agents = []
-            for n in (1, 3):
-                r = agents_step(n, sizes, store.url, _fresh_database(cluster, f"agents{n}"),
-                                pid, workdir)
-                agents.append(r)
-                print(f"  {n} agent(s): {r['on_schedule']:.1%} of due runs, p99 lateness "
-                      f"<= {r['p99_lateness_s']} s, DB CPU {r['db_cpu_share']:.3f} core",
-                      file=log)
+            agents: list[dict[str, Any]] = []
+            for rep in range(sizes.agent_reps):  # 1,3 then 3,1: drifts of the host hit both
+                for n in (1, 3) if rep % 2 == 0 else (3, 1):
+                    r = agents_step(n, sizes, store.url,
+                                    _fresh_database(cluster, f"agents{n}_{rep}"), pid, workdir)
+                    agents.append(r)
+                    print(f"  {n} agent(s): {r['on_schedule']:.1%} of due runs, p99 lateness "
+                          f"<= {r['p99_lateness_s']} s, DB CPU {r['db_cpu_share']:.3f} core",
+                          file=log)
         raw["agents"] = agents
-        rate = sizes.checks / sizes.interval
-        for r in agents:
-            rows.append(Row("F1", f"{r['agents']} agent(s) sharing one PostgreSQL, "
-                            f"{sizes.checks} checks @ {sizes.interval:g} s ({rate:.0f} checks/s "
-                            "total, 10 % failing) against the demo store",
-                            f"{r['on_schedule']:.1%} of due runs ran, p99 lateness <= "
-                            f"{r['p99_lateness_s']:g} s", f"agents' CPU "
-                            f"{r['agent_cpu_share']:.2f} core, DB CPU {r['db_cpu_share']:.3f} "
-                            f"core ({r['db_cpu_per_1000']:.2f} s/1000 obs), incident queue at "
-                            f"end {r['queue_end']:.0f}",
-                            f"{agents[-1]['agent_cpu_share'] / agents[0]['agent_cpu_share']:.2f}x"
-                            " agents' CPU 3 vs 1" if r is agents[-1] else "-",
-                            ">= 95 % on schedule, p99 <= 1 s",
-                            "yes" if r["on_schedule"] >= 0.95 and r["p99_lateness_s"] <= 1
-                            else "no"))
+        rows += _agent_rows(agents, sizes)
 
         print("fleet F2: writers on PostgreSQL ...", file=log)
         pg = _ramp(lambda n: _fresh_database(cluster, f"ramp{n}"), sizes, workdir, pid, log)
         print("fleet F2: writers on SQLite ...", file=log)
         sq = _ramp(lambda n: str(workdir / f"ramp{n}.db"), sizes, workdir, None, log)
         print("fleet F3: 1,000 in a row, SQLite vs PostgreSQL ...", file=log)
-        seq_sq = _writers(str(workdir / "sequential.db"), 1, 0, 0, workdir, None, 1, 1,
-                          count=sizes.sequential)
-        seq_pg = _writers(_fresh_database(cluster, "sequential"), 1, 0, 0, workdir, None, 1, 1,
-                          count=sizes.sequential)
+        seq_sq, seq_pg = [], []
+        for rep in range(sizes.sequential_reps):  # alternating, so load drifts hit both
+            seq_sq.append(_writers(str(workdir / f"sequential{rep}.db"), 1, 0, 0, workdir, None,
+                                   1, 1, count=sizes.sequential))
+            seq_pg.append(_writers(_fresh_database(cluster, f"sequential{rep}"), 1, 0, 0,
+                                   workdir, None, 1, 1, count=sizes.sequential))
     raw.update(postgresql=pg, sqlite=sq, sequential={"sqlite": seq_sq, "postgresql": seq_pg})
     rows += _writer_rows(pg, sq, seq_sq, seq_pg)
     return rows, raw
+
+
+def _agent_rows(agents: list[dict[str, Any]], sizes: Sizes) -> list[Row]:
+    """F1 rows: medians over the reps of each fleet size."""
+    rate = sizes.checks / sizes.interval
+    rows: list[Row] = []
+    cpu: dict[int, float] = {}
+    for n in (1, 3):
+        reps = [r for r in agents if r["agents"] == n]
+
+        def med(key: str, reps: list[dict[str, Any]] = reps) -> float:
+            return median([r[key] for r in reps])
+        cpu[n] = med("agent_cpu_share")
+        on_time, late = med("on_schedule"), med("p99_lateness_s")
+        rows.append(Row(
+            "F1", f"{n} agent(s) sharing one PostgreSQL, {sizes.checks} checks @ "
+            f"{sizes.interval:g} s ({rate:.0f} checks/s in total, 1 in 10 failing) against the "
+            f"demo store; median of {len(reps)} reps",
+            f"{on_time:.1%} of due runs ran (min {min(r['on_schedule'] for r in reps):.1%}), "
+            f"p99 lateness <= {late:g} s (max {max(r['p99_lateness_s'] for r in reps):g})",
+            f"agents' CPU {cpu[n]:.2f} core, DB CPU {med('db_cpu_share'):.3f} core "
+            f"({med('db_cpu_per_1000'):.2f} s/1000 obs), incident queue at end "
+            f"{max(r['queue_end'] for r in reps):.0f}",
+            f"{cpu[3] / cpu[1]:.2f}x agents' CPU vs 1 agent" if n == 3 else "-",
+            ">= 95 % on schedule, p99 <= 1 s",
+            "yes" if on_time >= 0.95 and late <= 1 else "no"))
+    return rows
 
 
 def _step_text(r: dict[str, Any]) -> str:
@@ -380,8 +399,8 @@ def _step_text(r: dict[str, Any]) -> str:
             f"obs, writers' CPU {r['writer_cpu_per_1000']:.2f} s/1000 obs{waiting}")
 
 
-def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]], seq_sq: dict[str, Any],
-                 seq_pg: dict[str, Any]) -> list[Row]:
+def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]],
+                 seq_sq: list[dict[str, Any]], seq_pg: list[dict[str, Any]]) -> list[Row]:
     rows: list[Row] = []
     by_n = {r["writers"]: r for r in pg}
     for n in (1, 3):
@@ -407,11 +426,14 @@ def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]], seq_sq: dic
                         f", writers' CPU {r['writer_cpu_per_1000']:.2f} s/1000 obs", "-", "-",
                         "-", ""))
     doc_p50, doc_p99 = DOC_SQLITE_MS
-    rows.append(Row("F3", f"SQLite path: {seq_sq['n']:,} observations of one check in a row, "
-                    "engine.handle p50 / p99", f"{seq_sq['p50_ms']:.2f} / {seq_sq['p99_ms']:.2f}"
-                    " ms", f"docs/performance.md {doc_p50} / {doc_p99} ms; PostgreSQL same run "
-                    f"{seq_pg['p50_ms']:.2f} / {seq_pg['p99_ms']:.2f} ms",
-                    f"{seq_sq['p50_ms'] / doc_p50:.2f}x / {seq_sq['p99_ms'] / doc_p99:.2f}x doc",
+    sq50, sq99 = ([r[k] for r in seq_sq] for k in ("p50_ms", "p99_ms"))
+    pg50, pg99 = ([r[k] for r in seq_pg] for k in ("p50_ms", "p99_ms"))
+    rows.append(Row("F3", f"SQLite path: {seq_sq[0]['n']:,} observations of one check in a row, "
+                    f"engine.handle p50 / p99, median of {len(seq_sq)} reps",
+                    f"{spread(sq50, '{:.2f}')} / {spread(sq99, '{:.2f}')} ms",
+                    f"docs/performance.md {doc_p50} / {doc_p99} ms; PostgreSQL same run "
+                    f"{spread(pg50, '{:.2f}')} / {spread(pg99, '{:.2f}')} ms",
+                    f"{median(sq50) / doc_p50:.2f}x / {median(sq99) / doc_p99:.2f}x doc",
                     "within noise", ""))
     return rows
 
@@ -420,7 +442,8 @@ def main(argv: list[str]) -> None:
     """``python -m bench fleet [--quick] [--out FILE]``."""
     p = argparse.ArgumentParser(prog="python -m bench fleet", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of ~40 s (figures meaningless)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes: a smoke run of ~40 s (figures meaningless)")
     p.add_argument("--out", type=Path, help="also write the table (and raw JSON next to it)")
     a = p.parse_args(argv)
     sizes = QUICK if a.quick else Sizes()

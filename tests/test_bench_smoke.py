@@ -89,5 +89,6 @@ def test_fleet_quick_run_measures_agents_and_both_store_paths(tmp_path: Path) ->
             assert r["n"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
     assert all(r["db_cpu_per_1000"] > 0 for r in raw["postgresql"])
     assert all(r["db_cpu_per_1000"] == 0 for r in raw["sqlite"])  # no server process
-    assert raw["sequential"]["sqlite"]["n"] == raw["sequential"]["postgresql"]["n"] == 100
+    seq = raw["sequential"]
+    assert [r["n"] for r in seq["sqlite"]] == [r["n"] for r in seq["postgresql"]] == [100]
     assert "| F3 | SQLite path" in out.read_text()
