@@ -8,8 +8,10 @@ PID, ``fsync=off`` as the tests run it), and:
   share one PostgreSQL database. One check per site in ten asks for a page the store does not
   have (404 → an open incident whose track every run updates), the rest pass. After a warm-up,
   each agent's ``/metrics`` is read at the start and end of a window: runs done against runs due
-  (``storewatch_probe_runs_total``) and p99 lateness from ``storewatch_scheduler_lateness_seconds``
-  (the bucket bound the 99th percentile falls in; buckets 5, 10, 25, 50, 100, 250 ms ...).
+  (``storewatch_probe_runs_total``; due at the mean period interval x (1 + jitter / 2), as
+  APScheduler adds each run's jitter to the last jittered fire time) and p99 lateness from
+  ``storewatch_scheduler_lateness_seconds`` (the bucket bound the 99th percentile falls in;
+  buckets 5, 10, 25, 50, 100, 250 ms ...).
 - **F2, writers**: bench/store_worker.py processes drive ``IncidentEngine.handle`` on a real
   ``Store`` back to back; 1, 2, 3, 4, 6, 8 writers (until the rate stops rising by 5 %) on
   PostgreSQL and on a SQLite file. Per step: observations/s, p50/p99 transaction time, the
@@ -50,6 +52,9 @@ from tests.pgcluster import PostgresCluster
 DOC_SQLITE_MS = (1.0, 1.8)
 """docs/performance.md, "Incident store": SQLite p50 / p99 of one ``engine.handle``."""
 CHECKS_PER_SITE = 10
+JITTER = 0.1
+"""``agent.jitter`` (the default). APScheduler adds each run's random delay to the previous,
+jittered fire time, so a check's mean period is interval x (1 + jitter / 2)."""
 _SAMPLE = re.compile(r'^(\w+)(?:\{([^}]*)\})? (\S+)$', re.M)
 
 
@@ -171,14 +176,20 @@ def _writers(location: str, n: int, duration: float, warmup: float, workdir: Pat
         return {"writers": n, "n": len(durations), "p50_ms": percentile(durations, 0.5) * 1000,
                 "p99_ms": percentile(durations, 0.99) * 1000}
     lo, hi = t0 - start, t1 - start
-    durations = [d for o in outs for d, e in zip(o["durations"], o["ends"], strict=True)
-                 if lo <= e < hi]
+    inside = [(d, w, h) for o in outs for d, e, w, h in zip(
+        o["durations"], o["ends"], o["lock_waits"], o["lock_holds"], strict=True)
+        if lo <= e < hi]
+    durations = [d for d, _, _ in inside]
+    holds = [h for _, _, h in inside]
     done = len(durations)
     worker_cpu = sum(o["cpu_s"] for o in outs) / max(1, sum(o["n"] for o in outs)) * 1000
     return {"writers": n, "n": done, "window_s": hi - lo, "per_s": done / (hi - lo),
             "p50_ms": percentile(durations, 0.5) * 1000,
             "p99_ms": percentile(durations, 0.99) * 1000,
             "mean_ms": sum(durations) / max(1, done) * 1000,
+            "hold_ms": sum(holds) / max(1, done) * 1000,
+            "wait_ms": sum(w for _, w, _ in inside) / max(1, done) * 1000,
+            "lock_busy": sum(holds) / (hi - lo),
             "db_cpu_per_1000": (cpu1 - cpu0) / max(1, done) * 1000,
             "db_cpu_share": (cpu1 - cpu0) / (hi - lo),
             "writer_cpu_per_1000": worker_cpu,
@@ -193,11 +204,7 @@ def _ramp(location_of: Any, sizes: Sizes, workdir: Path, server_pid: int | None,
     for n in sizes.writers:
         r = _writers(location_of(n), n, sizes.step_s, sizes.step_warmup, workdir, server_pid)
         steps.append(r)
-        waiting = ("" if r["lock_waiters"] is None
-                   else f", {r['lock_waiters']:.2f} waiting on the writer lock")
-        print(f"  {n} writers: {r['per_s']:.0f} obs/s, p50/p99 {r['p50_ms']:.1f}/"
-              f"{r['p99_ms']:.1f} ms, DB CPU {r['db_cpu_per_1000']:.2f} s/1000{waiting}",
-              file=log)
+        print(f"  {n} writers: {_step_text(r)}", file=log)
         best = max(s["per_s"] for s in steps[:-1]) if len(steps) > 1 else 0.0
         if n >= 3 and r["per_s"] < best * 1.05:
             break
@@ -216,6 +223,7 @@ agent:
   state_dir: {path.parent / name}
   state: {state}
   concurrency: 50
+  jitter: {JITTER}
 defaults:
   interval: {interval}s
   timeout: {interval / 2:.1f}s
@@ -316,7 +324,8 @@ def agents_step(n: int, sizes: Sizes, store_url: str, state: str, server_pid: in
         cpu1 = [env.proc_cpu_s(p.pid) for p, _ in procs]
     wall = t1 - t0
     runs = sum(_runs(a) - _runs(b) for b, a in zip(before, after, strict=True))
-    due = (sizes.checks // CHECKS_PER_SITE * CHECKS_PER_SITE) / sizes.interval * wall
+    period = sizes.interval * (1 + JITTER / 2)
+    due = (sizes.checks // CHECKS_PER_SITE * CHECKS_PER_SITE) / period * wall
     queue = max(a.get("storewatch_incident_queue_length{}", 0.0) for a in after)
     return {"agents": n, "window_s": wall, "runs": runs, "due": due, "on_schedule": runs / due,
             "p99_lateness_s": _lateness_p99(before, after),
@@ -392,11 +401,15 @@ def _agent_rows(agents: list[dict[str, Any]], sizes: Sizes) -> list[Row]:
 
 
 def _step_text(r: dict[str, Any]) -> str:
+    """One ramp step: rate, transaction times, the writer lock, CPU."""
     waiting = ("" if r["lock_waiters"] is None
-               else f", {r['lock_waiters']:.2f} writers waiting on the lock")
+               else f", {r['lock_waiters']:.2f} writers waiting (pg_stat_activity)")
+    db = ("" if r["lock_waiters"] is None
+          else f"DB CPU {r['db_cpu_per_1000']:.2f} s/1000 obs, ")
     return (f"{r['per_s']:.0f} obs/s, p50/p99/mean {r['p50_ms']:.1f}/{r['p99_ms']:.1f}/"
-            f"{r['mean_ms']:.1f} ms per transaction, DB CPU {r['db_cpu_per_1000']:.2f} s/1000 "
-            f"obs, writers' CPU {r['writer_cpu_per_1000']:.2f} s/1000 obs{waiting}")
+            f"{r['mean_ms']:.1f} ms per transaction; writer lock held {r['hold_ms']:.2f} ms per "
+            f"obs (busy {r['lock_busy']:.0%} of the time, waits {r['wait_ms']:.1f} ms)"
+            f"{waiting}; {db}writers' CPU {r['writer_cpu_per_1000']:.2f} s/1000 obs")
 
 
 def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]],
@@ -412,18 +425,19 @@ def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]],
     top_sq = max(sq, key=lambda r: r["per_s"])
     rows.append(Row("F2", f"sustained observations/s of one PostgreSQL (ramp "
                     f"{','.join(str(r['writers']) for r in pg)} writers, best step)",
-                    f"{top_pg['per_s']:.0f} obs/s at {top_pg['writers']} writers "
-                    f"({top_pg['lock_waiters']:.2f} waiting on the writer lock)",
+                    f"{top_pg['per_s']:.0f} obs/s at {top_pg['writers']} writer(s); ceiling: "
+                    f"the one writer lock, held {top_pg['hold_ms']:.2f} ms per observation "
+                    f"(<= {1000 / top_pg['hold_ms']:.0f} obs/s), busy {top_pg['lock_busy']:.0%}"
+                    f"; {max(r['lock_busy'] for r in pg):.0%} at most in the ramp",
                     f"SQLite file, same ramp: {top_sq['per_s']:.0f} obs/s at "
-                    f"{top_sq['writers']} writers",
+                    f"{top_sq['writers']} writer(s), lock held {top_sq['hold_ms']:.2f} ms "
+                    f"(<= {1000 / top_sq['hold_ms']:.0f} obs/s)",
                     f"{top_pg['per_s'] / top_sq['per_s']:.2f}x", "report", ""))
     for r in pg:
         rows.append(Row("F2", f"... PostgreSQL, {r['writers']} writers", _step_text(r), "-",
                         "-", "-", ""))
     for r in sq:
-        rows.append(Row("F2", f"... SQLite, {r['writers']} writers",
-                        f"{r['per_s']:.0f} obs/s, p50/p99 {r['p50_ms']:.1f}/{r['p99_ms']:.1f} ms"
-                        f", writers' CPU {r['writer_cpu_per_1000']:.2f} s/1000 obs", "-", "-",
+        rows.append(Row("F2", f"... SQLite, {r['writers']} writers", _step_text(r), "-", "-",
                         "-", ""))
     doc_p50, doc_p99 = DOC_SQLITE_MS
     sq50, sq99 = ([r[k] for r in seq_sq] for k in ("p50_ms", "p99_ms"))

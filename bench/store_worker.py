@@ -7,8 +7,8 @@ checks). Each check fails (``site_down``, L1) for 5 runs, then passes for 5, in 
 incidents open, get outbox entries and resolve, as the doc's single-agent figure measured.
 Observations are handled back to back (the store's ceiling, not a schedule), from the Unix time
 ``--start`` until ``--until`` or ``--count`` observations; every transaction's duration and end
-time is kept. Prints one JSON line: the durations and end times (relative to ``--start``) and
-the process CPU seconds.
+time is kept, and how long it waited for the writer lock and held it. Prints one JSON line: those
+lists (end times relative to ``--start``) and the process CPU seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from agent.config.schema import Config
 from agent.incidents.engine import IncidentEngine
 from agent.pipeline import Classifier, Observation
 from agent.probes.base import ProbeResult
+from agent.state.database import Database
 from agent.state.store import Store
 from classifier import Evidence, Finding, FindingKind
 
@@ -55,11 +58,33 @@ def observation(classifier: Classifier, site: str, check: str, failing: bool) ->
                                           findings=findings))
 
 
+class WriterLockTimer:
+    """Wraps the backend's ``transaction()``: how long each waited for the writer lock
+    (SQLite ``BEGIN IMMEDIATE``, PostgreSQL's advisory lock) and held it (through the commit)."""
+
+    def __init__(self, db: Database) -> None:
+        self.waits: list[float] = []
+        self.holds: list[float] = []
+        self._transaction = db.transaction
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """The backend's transaction, timed."""
+        t0 = time.perf_counter()
+        with self._transaction():
+            t1 = time.perf_counter()
+            yield
+        self.waits.append(t1 - t0)
+        self.holds.append(time.perf_counter() - t1)
+
+
 def drive(location: str, worker: int, sites: int, checks: int, start: float,
           until: float | None, count: int | None, state_dir: Path) -> dict[str, Any]:
     """Handle observations back to back; durations, end times (s after ``start``), CPU."""
     config = make_config(state_dir, site_names(worker, sites), checks)
     store = Store(location)
+    timer = WriterLockTimer(store.conn)
+    store.conn.transaction = timer.transaction  # type: ignore[method-assign]
     engine = IncidentEngine(store, config)
     classifier = Classifier(config)
     pairs = [(s.name, c.name) for s in config.sites for c in s.checks]
@@ -80,7 +105,8 @@ def drive(location: str, worker: int, sites: int, checks: int, start: float,
         i += 1
     cpu = time.process_time() - cpu0
     store.close()
-    return {"worker": worker, "n": i, "durations": durations, "ends": ends, "cpu_s": cpu}
+    return {"worker": worker, "n": i, "durations": durations, "ends": ends, "cpu_s": cpu,
+            "lock_waits": timer.waits, "lock_holds": timer.holds}
 
 
 def main() -> None:
