@@ -70,7 +70,7 @@ class Sizes:
     step_s: float = 15.0
     step_warmup: float = 3.0
     sequential: int = 1000
-    sequential_reps: int = 3
+    sequential_reps: int = 5
     agent_reps: int = 2
 
 
@@ -386,8 +386,8 @@ def _agent_rows(agents: list[dict[str, Any]], sizes: Sizes) -> list[Row]:
         cpu[n] = med("agent_cpu_share")
         on_time, late = med("on_schedule"), med("p99_lateness_s")
         rows.append(Row(
-            "F1", f"{n} agent(s) sharing one PostgreSQL, {sizes.checks} checks @ "
-            f"{sizes.interval:g} s ({rate:.0f} checks/s in total, 1 in 10 failing) against the "
+            "F1", f"{n} agent{'s' if n > 1 else ''} sharing one PostgreSQL, {sizes.checks} "
+            f"checks @ {sizes.interval:g} s ({rate:.0f} checks/s in total, 1 in 10 failing) against the "
             f"demo store; median of {len(reps)} reps",
             f"{on_time:.1%} of due runs ran (min {min(r['on_schedule'] for r in reps):.1%}), "
             f"p99 lateness <= {late:g} s (max {max(r['p99_lateness_s'] for r in reps):g})",
@@ -398,6 +398,10 @@ def _agent_rows(agents: list[dict[str, Any]], sizes: Sizes) -> list[Row]:
             ">= 95 % on schedule, p99 <= 1 s",
             "yes" if on_time >= 0.95 and late <= 1 else "no"))
     return rows
+
+
+def _writers_text(r: dict[str, Any]) -> str:
+    return f"{r['writers']} writer{'s' if r['writers'] > 1 else ''}"
 
 
 def _step_text(r: dict[str, Any]) -> str:
@@ -418,26 +422,27 @@ def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]],
     by_n = {r["writers"]: r for r in pg}
     for n in (1, 3):
         if n in by_n:
-            rows.append(Row("F2", f"{n} writer process(es) on PostgreSQL, engine.handle back to "
-                            "back (DB CPU = the cluster's process tree)", _step_text(by_n[n]),
+            rows.append(Row("F2", f"{_writers_text(by_n[n])} on PostgreSQL (processes), "
+                            "engine.handle back to back (DB CPU = the cluster's process tree)",
+                            _step_text(by_n[n]),
                             "-", "-", "report", ""))
     top_pg = max(pg, key=lambda r: r["per_s"])
     top_sq = max(sq, key=lambda r: r["per_s"])
     rows.append(Row("F2", f"sustained observations/s of one PostgreSQL (ramp "
                     f"{','.join(str(r['writers']) for r in pg)} writers, best step)",
-                    f"{top_pg['per_s']:.0f} obs/s at {top_pg['writers']} writer(s); ceiling: "
+                    f"{top_pg['per_s']:.0f} obs/s at {_writers_text(top_pg)}; ceiling: "
                     f"the one writer lock, held {top_pg['hold_ms']:.2f} ms per observation "
                     f"(<= {1000 / top_pg['hold_ms']:.0f} obs/s), busy {top_pg['lock_busy']:.0%}"
                     f"; {max(r['lock_busy'] for r in pg):.0%} at most in the ramp",
                     f"SQLite file, same ramp: {top_sq['per_s']:.0f} obs/s at "
-                    f"{top_sq['writers']} writer(s), lock held {top_sq['hold_ms']:.2f} ms "
+                    f"{_writers_text(top_sq)}, lock held {top_sq['hold_ms']:.2f} ms "
                     f"(<= {1000 / top_sq['hold_ms']:.0f} obs/s)",
                     f"{top_pg['per_s'] / top_sq['per_s']:.2f}x", "report", ""))
     for r in pg:
-        rows.append(Row("F2", f"... PostgreSQL, {r['writers']} writers", _step_text(r), "-",
+        rows.append(Row("F2", f"... PostgreSQL, {_writers_text(r)}", _step_text(r), "-",
                         "-", "-", ""))
     for r in sq:
-        rows.append(Row("F2", f"... SQLite, {r['writers']} writers", _step_text(r), "-", "-",
+        rows.append(Row("F2", f"... SQLite, {_writers_text(r)}", _step_text(r), "-", "-",
                         "-", ""))
     doc_p50, doc_p99 = DOC_SQLITE_MS
     sq50, sq99 = ([r[k] for r in seq_sq] for k in ("p50_ms", "p99_ms"))

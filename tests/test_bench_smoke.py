@@ -87,6 +87,7 @@ def test_fleet_quick_run_measures_agents_and_both_store_paths(tmp_path: Path) ->
         assert [r["writers"] for r in raw[backend]] == [1, 3]
         for r in raw[backend]:
             assert r["n"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
+            assert 0 < r["hold_ms"] <= r["mean_ms"]  # the lock is held inside the transaction
     assert all(r["db_cpu_per_1000"] > 0 for r in raw["postgresql"])
     assert all(r["db_cpu_per_1000"] == 0 for r in raw["sqlite"])  # no server process
     seq = raw["sequential"]
