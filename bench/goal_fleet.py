@@ -387,8 +387,8 @@ def _agent_rows(agents: list[dict[str, Any]], sizes: Sizes) -> list[Row]:
         on_time, late = med("on_schedule"), med("p99_lateness_s")
         rows.append(Row(
             "F1", f"{n} agent{'s' if n > 1 else ''} sharing one PostgreSQL, {sizes.checks} "
-            f"checks @ {sizes.interval:g} s ({rate:.0f} checks/s in total, 1 in 10 failing) against the "
-            f"demo store; median of {len(reps)} reps",
+            f"checks @ {sizes.interval:g} s ({rate:.0f} checks/s in total, 1 in 10 failing) "
+            f"against the demo store; median of {len(reps)} reps",
             f"{on_time:.1%} of due runs ran (min {min(r['on_schedule'] for r in reps):.1%}), "
             f"p99 lateness <= {late:g} s (max {max(r['p99_lateness_s'] for r in reps):g})",
             f"agents' CPU {cpu[n]:.2f} core, DB CPU {med('db_cpu_share'):.3f} core "
