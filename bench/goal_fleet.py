@@ -189,7 +189,9 @@ def _writers(location: str, n: int, duration: float, warmup: float, workdir: Pat
             "mean_ms": sum(durations) / max(1, done) * 1000,
             "hold_ms": sum(holds) / max(1, done) * 1000,
             "wait_ms": sum(w for _, w, _ in inside) / max(1, done) * 1000,
-            "lock_busy": sum(holds) / (hi - lo),
+            # holds of the transactions that ended in the window (one per writer may have begun
+            # before it), so capped at the whole window
+            "lock_busy": min(1.0, sum(holds) / (hi - lo)),
             "db_cpu_per_1000": (cpu1 - cpu0) / max(1, done) * 1000,
             "db_cpu_share": (cpu1 - cpu0) / (hi - lo),
             "writer_cpu_per_1000": worker_cpu,
@@ -384,13 +386,13 @@ def _agent_rows(agents: list[dict[str, Any]], sizes: Sizes) -> list[Row]:
         def med(key: str, reps: list[dict[str, Any]] = reps) -> float:
             return median([r[key] for r in reps])
         cpu[n] = med("agent_cpu_share")
-        on_time, late = med("on_schedule"), med("p99_lateness_s")
+        on_time, late = med("on_schedule"), max(r["p99_lateness_s"] for r in reps)
         rows.append(Row(
             "F1", f"{n} agent{'s' if n > 1 else ''} sharing one PostgreSQL, {sizes.checks} "
             f"checks @ {sizes.interval:g} s ({rate:.0f} checks/s in total, 1 in 10 failing) "
             f"against the demo store; median of {len(reps)} reps",
             f"{on_time:.1%} of due runs ran (min {min(r['on_schedule'] for r in reps):.1%}), "
-            f"p99 lateness <= {late:g} s (max {max(r['p99_lateness_s'] for r in reps):g})",
+            f"p99 lateness <= {late:g} s in every rep",
             f"agents' CPU {cpu[n]:.2f} core, DB CPU {med('db_cpu_share'):.3f} core "
             f"({med('db_cpu_per_1000'):.2f} s/1000 obs), incident queue at end "
             f"{max(r['queue_end'] for r in reps):.0f}",
