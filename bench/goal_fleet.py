@@ -18,7 +18,8 @@ PID, ``fsync=off`` as the tests run it), and:
   database server's CPU seconds per 1,000 observations (the cluster's whole process tree from
   /proc: postmaster, its live backends and the children it reaped) and the writers' own CPU;
   on PostgreSQL also how many writers waited on the advisory writer lock (pg_stat_activity,
-  sampled every 20 ms).
+  sampled every 20 ms; the sampler's own backend counts in the DB CPU), and in both how long each
+  transaction waited for and held the writer lock.
 - **F3, SQLite path**: 1,000 observations of one check in a row on SQLite and on PostgreSQL
   (the workload of the doc's single-agent store table), compared with the figure there.
 
@@ -160,6 +161,8 @@ def _writers(location: str, n: int, duration: float, warmup: float, workdir: Pat
     cpu0 = cpu1 = 0.0
     t0 = t1 = 0.0
     with contextlib.ExitStack() as stack:
+        for proc in procs:  # none left behind if this step fails
+            stack.callback(env.stop_process, proc)
         if count is None:
             time.sleep(max(0.0, start + warmup - time.time()))
             if lock is not None:
@@ -167,10 +170,11 @@ def _writers(location: str, n: int, duration: float, warmup: float, workdir: Pat
             t0, cpu0 = time.time(), tree_cpu_s(server_pid) if server_pid else 0.0
             time.sleep(max(0.0, until - 0.2 - time.time()))  # type: ignore[operator]
             t1, cpu1 = time.time(), tree_cpu_s(server_pid) if server_pid else 0.0
-        outs = [json.loads(p.communicate(timeout=600)[0].strip().splitlines()[-1])
-                for p in procs]
+        texts = [p.communicate(timeout=600)[0] for p in procs]
     if any(p.returncode for p in procs):
-        raise RuntimeError(f"fleet bench: a store writer failed ({location})")
+        raise RuntimeError(f"fleet bench: a store writer failed ({location}, exit "
+                           f"{[p.returncode for p in procs]})")
+    outs = [json.loads(text.strip().splitlines()[-1]) for text in texts]
     if count is not None:  # a fixed number in a row: every observation counts
         durations = [d for o in outs for d in o["durations"]]
         return {"writers": n, "n": len(durations), "p50_ms": percentile(durations, 0.5) * 1000,
