@@ -75,7 +75,7 @@ class Sizes:
     agent_reps: int = 2
 
 
-QUICK = Sizes(checks=30, interval=1.5, warmup=2.0, window=3.0, writers=(1, 3), step_s=2.5,
+QUICK = Sizes(checks=30, interval=1.5, warmup=1.5, window=2.5, writers=(1, 3), step_s=2.0,
               step_warmup=0.5, sequential=100,
               sequential_reps=1, agent_reps=1)
 
@@ -149,20 +149,28 @@ def _writers(location: str, n: int, duration: float, warmup: float, workdir: Pat
     from agent.state.store import Store
 
     Store(location).close()  # the schema exists before the writers race to open it
-    start = time.time() + 1.5 + 0.3 * n  # every process imported and connected by then
-    until = None if count is not None else start + duration
     procs = [subprocess.Popen([sys.executable, "-m", "bench.store_worker", location,
                                "--worker", str(w), "--sites", str(sites), "--checks",
-                               str(checks), "--start", str(start), "--state-dir", str(workdir),
-                               *(["--until", str(until)] if until else []),
+                               str(checks), "--state-dir", str(workdir),
                                *(["--count", str(count)] if count else [])],
-                              stdout=subprocess.PIPE, text=True) for w in range(n)]
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for w in range(n)]
     lock = LockSampler(location) if server_pid else None
     cpu0 = cpu1 = 0.0
     t0 = t1 = 0.0
     with contextlib.ExitStack() as stack:
         for proc in procs:  # none left behind if this step fails
             stack.callback(env.stop_process, proc)
+        for proc in procs:  # each has its store open: start them together
+            assert proc.stdout is not None and proc.stdin is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"fleet bench: a store writer did not start ({location})")
+        start = time.time() + 0.2
+        until = None if count is not None else start + duration
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(f"{start} {until or ''}\n")
+            proc.stdin.flush()
         if count is None:
             time.sleep(max(0.0, start + warmup - time.time()))
             if lock is not None:
@@ -170,7 +178,7 @@ def _writers(location: str, n: int, duration: float, warmup: float, workdir: Pat
             t0, cpu0 = time.time(), tree_cpu_s(server_pid) if server_pid else 0.0
             time.sleep(max(0.0, until - 0.2 - time.time()))  # type: ignore[operator]
             t1, cpu1 = time.time(), tree_cpu_s(server_pid) if server_pid else 0.0
-        texts = [p.communicate(timeout=600)[0] for p in procs]
+        texts = [p.communicate(timeout=600)[0] for p in procs]  # closes stdin too
     if any(p.returncode for p in procs):
         raise RuntimeError(f"fleet bench: a store writer failed ({location}, exit "
                            f"{[p.returncode for p in procs]})")

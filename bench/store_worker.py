@@ -5,16 +5,19 @@ Drives the real engine (``IncidentEngine.handle`` on a real ``Store``, SQLite fi
 (site names carry the worker number, so each writer is an agent with its own share of the
 checks). Each check fails (``site_down``, L1) for 5 runs, then passes for 5, in turn, so
 incidents open, get outbox entries and resolve, as the doc's single-agent figure measured.
-Observations are handled back to back (the store's ceiling, not a schedule), from the Unix time
-``--start`` until ``--until`` or ``--count`` observations; every transaction's duration and end
-time is kept, and how long it waited for the writer lock and held it. Prints one JSON line: those
-lists (end times relative to ``--start``) and the process CPU seconds.
+Observations are handled back to back (the store's ceiling, not a schedule). Once its store is
+open the worker prints ``ready`` and reads ``START [UNTIL]`` (Unix times) from stdin, so every
+writer of a step begins at the same moment however long its start-up took; it runs until UNTIL
+or ``--count`` observations. Every transaction's duration and end time is kept, and how long it
+waited for and held the writer lock. Prints one JSON line: those lists (end times relative to
+START) and the process CPU seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,9 +81,10 @@ class WriterLockTimer:
         self.holds.append(time.perf_counter() - t1)
 
 
-def drive(location: str, worker: int, sites: int, checks: int, start: float,
-          until: float | None, count: int | None, state_dir: Path) -> dict[str, Any]:
-    """Handle observations back to back; durations, end times (s after ``start``), CPU."""
+def drive(location: str, worker: int, sites: int, checks: int, count: int | None,
+          state_dir: Path) -> dict[str, Any]:
+    """Handle observations back to back from the start time read from stdin; durations, end
+    times (s after the start), CPU."""
     config = make_config(state_dir, site_names(worker, sites), checks)
     store = Store(location)
     timer = WriterLockTimer(store.conn)
@@ -90,6 +94,10 @@ def drive(location: str, worker: int, sites: int, checks: int, start: float,
     pairs = [(s.name, c.name) for s in config.sites for c in s.checks]
     durations: list[float] = []
     ends: list[float] = []
+    print("ready", flush=True)
+    times = sys.stdin.readline().split()
+    start = float(times[0])
+    until = float(times[1]) if len(times) > 1 else None
     while time.time() < start:
         time.sleep(min(0.01, max(0.0, start - time.time())))
     cpu0 = time.process_time()
@@ -115,13 +123,10 @@ def main() -> None:
     p.add_argument("--worker", type=int, default=0)
     p.add_argument("--sites", type=int, default=20)
     p.add_argument("--checks", type=int, default=3)
-    p.add_argument("--start", type=float, default=0.0, help="Unix time to begin at")
-    p.add_argument("--until", type=float, help="Unix time to stop at")
     p.add_argument("--count", type=int, help="observations to handle")
     p.add_argument("--state-dir", type=Path, default=Path("."))
     a = p.parse_args()
-    result = drive(a.location, a.worker, a.sites, a.checks, a.start, a.until, a.count,
-                   a.state_dir)
+    result = drive(a.location, a.worker, a.sites, a.checks, a.count, a.state_dir)
     print(json.dumps(result))
 
 
