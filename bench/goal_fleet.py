@@ -446,11 +446,12 @@ def _writer_rows(pg: list[dict[str, Any]], sq: list[dict[str, Any]],
                     f"{','.join(str(r['writers']) for r in pg)} writers, best step)",
                     f"{top_pg['per_s']:.0f} obs/s at {_writers_text(top_pg)}; ceiling: "
                     f"the one writer lock, held {top_pg['hold_ms']:.2f} ms per observation "
-                    f"(<= {1000 / top_pg['hold_ms']:.0f} obs/s), busy {top_pg['lock_busy']:.0%}"
-                    f"; {max(r['lock_busy'] for r in pg):.0%} at most in the ramp",
+                    f"(1 / hold = {1000 / top_pg['hold_ms']:.0f} obs/s), busy "
+                    f"{top_pg['lock_busy']:.0%}; {max(r['lock_busy'] for r in pg):.0%} at most "
+                    "in the ramp",
                     f"SQLite file, same ramp: {top_sq['per_s']:.0f} obs/s at "
                     f"{_writers_text(top_sq)}, lock held {top_sq['hold_ms']:.2f} ms "
-                    f"(<= {1000 / top_sq['hold_ms']:.0f} obs/s)",
+                    f"(1 / hold = {1000 / top_sq['hold_ms']:.0f} obs/s)",
                     f"{top_pg['per_s'] / top_sq['per_s']:.2f}x", "report", ""))
     for r in pg:
         rows.append(Row("F2", f"... PostgreSQL, {_writers_text(r)}", _step_text(r), "-",
