@@ -74,6 +74,11 @@ class LatestResults:
         with self._lock:
             self._latest[key] = observation
 
+    def forget(self, site: str, check: str) -> None:
+        """Drop the check's observation (another agent of the fleet runs it now)."""
+        with self._lock:
+            self._latest.pop((site, check), None)
+
     def retain(self, keys: Iterable[tuple[str, str]]) -> None:
         """Forget checks that are no longer configured (after a reload)."""
         wanted = set(keys)

@@ -13,6 +13,9 @@
 * Jobs that are not storefront probes (the host and mail-queue checks, ``TaskJob``) run through
   the same path: jitter, ``max_instances=1``, the semaphore, lateness, a deadline and an error
   boundary.
+* Placement (agent/fleet/placement.py): before a check runs, the ``gate`` says whether this
+  agent runs it (``placement: one`` checks run on the agent holding their lease); a check the
+  gate holds back is not run, and its last result here is dropped (another agent runs it).
 * Liveness: when no job has fired for 3 x the shortest interval (``stalled``), checks have
   stopped although the process looks alive; the agent then stops pinging the systemd watchdog,
   ``/healthz`` answers 503 and ``storewatch_scheduler_stalled`` is 1.
@@ -56,6 +59,8 @@ from agent.state.baselines import BaselineStore
 log = logging.getLogger(__name__)
 
 ObservationHandler = Callable[[Observation], None]
+PlacementGate = Callable[[PlannedCheck], Awaitable[bool]]
+"""Whether this agent runs a check now (``FleetPlacement.may_run``)."""
 
 STALL_INTERVALS = 3.0
 """No job fired for this many times the shortest interval: the scheduler has stalled."""
@@ -174,8 +179,10 @@ class CheckScheduler:
     """APScheduler wrapper: one interval job per configured check (and per ``TaskJob``)."""
 
     def __init__(self, runner: CheckRunner, *, spread_first_runs: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 gate: PlacementGate | None = None) -> None:
         self.runner = runner
+        self.gate = gate
         self._spread = spread_first_runs
         self._clock = clock
         self._scheduler = AsyncIOScheduler(timezone=UTC)
@@ -297,7 +304,11 @@ class CheckScheduler:
             self._inflight.add(task)
         try:
             if planned is not None:
-                await self.runner.run(planned, self._due.pop(key, None))
+                due = self._due.pop(key, None)
+                if self.gate is not None and not await self.gate(planned):
+                    self.runner.latest.forget(planned.site.name, planned.check.name)
+                    return
+                await self.runner.run(planned, due)
             elif task_job is not None:
                 await self.runner.run_task(task_job, self._due.pop(key, None))
         except asyncio.CancelledError:

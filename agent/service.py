@@ -30,6 +30,7 @@ from agent.config.schema import Config, HostSettings, PlannedCheck, split_listen
 from agent.config.secrets import scrub
 from agent.errors import ConfigError, StorewatchError
 from agent.evidence import evidence_root
+from agent.fleet.placement import FleetPlacement
 from agent.host.monitor import HostMonitor
 from agent.httpclient import HttpClients
 from agent.identity import describe, keep_identity
@@ -117,7 +118,8 @@ class Agent:
         self._extra_handler = on_observation
         self.runner = CheckRunner(self.clients, Classifier(config), self.latest, self.metrics,
                                   config.agent.concurrency, self._observed)
-        self.scheduler = CheckScheduler(self.runner)
+        self.fleet = FleetPlacement(config, self.metrics.registry)
+        self.scheduler = CheckScheduler(self.runner, gate=self.fleet.may_run)
         self.host = HostMonitor(self.clients, self.runner.record)
         self.host.apply(config.host)
         self.metrics.registry.register(self.host.collector())
@@ -228,10 +230,14 @@ class Agent:
             log.warning("agent.state_dir changed; restart the agent to use the new one")
         if config.agent.state != self.config.agent.state:
             log.warning("agent.state changed; restart the agent to use the new store")
+        if (config.agent.name, config.agent.location) != (self.fleet.name, self.fleet.location):
+            log.warning("agent.name or agent.location changed; restart the agent to use them in "
+                        "the fleet (heartbeats, leases)")
         # the swap: plain assignments and scheduler bookkeeping, nothing that builds or connects
         self.config = config
         self.incidents.reconfigure(config, sinks)
         self.runner.classifier = classifier
+        self.fleet.reconfigure(config)
         self.host.apply(config.host, reader)
         self.scheduler.commit(plan)
         self.latest.retain([*((p.site.name, p.check.name) for p in config.planned_checks()),
@@ -257,6 +263,7 @@ class Agent:
         self.server.start()
         self.scheduler.apply(self.config, self.host.jobs())
         self.metrics.config_loaded(True, self.config)
+        self.fleet.start()  # first heartbeat before the first run
         self.scheduler.start()
         self.incidents.start()
         self.host.start()
@@ -289,6 +296,7 @@ class Agent:
                 loop.remove_signal_handler(sig)
             await self.host.stop()
             await self.scheduler.shutdown(DRAIN_SECONDS)
+            await self.fleet.stop()  # after the last run: releases this agent's leases
             await self.incidents.stop()
             watchdog.cancel()
             await _close_browser()

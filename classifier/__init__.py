@@ -6,6 +6,7 @@ Imports only the standard library (a test enforces it); no clock, no I/O, no glo
 from classifier.classify import Decision, SiteContext, classify
 from classifier.finding import Evidence, Finding
 from classifier.fingerprint import fingerprint, incident_scope, key_of
+from classifier.fleet import FleetStep, fleet_step
 from classifier.inhibit import Relation, relation
 from classifier.kinds import FindingKind
 from classifier.levels import Level, Plan, priority_rank
@@ -21,6 +22,7 @@ __all__ = [
     "Evidence",
     "Finding",
     "FindingKind",
+    "FleetStep",
     "Level",
     "Op",
     "Phase",
@@ -34,6 +36,7 @@ __all__ = [
     "Track",
     "classify",
     "fingerprint",
+    "fleet_step",
     "incident_scope",
     "key_of",
     "priority_rank",

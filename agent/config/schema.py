@@ -10,6 +10,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -37,6 +38,17 @@ from classifier import FindingKind, Level, Plan
 
 DEFAULT_CONFIG_PATH = "/etc/storewatch/config.yaml"
 DEFAULT_LISTEN = "127.0.0.1:9478"
+
+
+
+class Placement(StrEnum):
+    """Which agents of a fleet run a check (agent/fleet/placement.py)."""
+
+    EVERY = "every"
+    """Each agent runs it (one observation per location)."""
+    ONE = "one"
+    """Exactly one live agent runs it each interval, holding a lease in the shared store."""
+
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
@@ -191,6 +203,8 @@ class AvailabilityCheck(StrictModel):
     selector: str | None = None
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: PositiveDuration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -510,6 +524,8 @@ class StepsCheck(StrictModel):
     max_redirects: int = Field(default=5, ge=0, le=20)
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: PositiveDuration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -567,6 +583,8 @@ class CatalogCheck(StrictModel):
     """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
     interval: PositiveDuration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -616,6 +634,8 @@ class SearchCheck(StrictModel):
     """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(4 * 1024 * 1024), gt=0)
     interval: PositiveDuration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -657,6 +677,8 @@ class IntegrityCheck(StrictModel):
     """A page slower than this → ``slow_response`` (null: never; assets are not timed)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: PositiveDuration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -691,6 +713,8 @@ class SecurityCheck(StrictModel):
     """A page slower than this → ``slow_response`` (null: never)."""
     max_body_bytes: ByteSize = Field(default=ByteSize(2 * 1024 * 1024), gt=0)
     interval: PositiveDuration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: PositiveDuration | None = None
     """The check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -864,6 +888,8 @@ class BrowserCheck(StrictModel):
     """The first runs learn every script origin they see; later unknown ones are findings."""
     thresholds: BrowserThresholds = Field(default_factory=BrowserThresholds)
     interval: Duration | None = None
+    placement: Placement | None = None
+    """``every`` or ``one`` agent of a fleet runs this check (default: the site's)."""
     timeout: Duration | None = None
     """The journey's budget (every step; waits for the site's politeness slot excluded)."""
     request_timeout: Duration | None = None
@@ -912,6 +938,9 @@ class Site(StrictModel):
     platform: Literal["generic", "magento2", "woocommerce", "shopify"] = "generic"
     plan: Plan = Plan.ON_DEMAND
     interval: PositiveDuration | None = None
+    placement: Placement = Placement.EVERY
+    """Which agents of a fleet run this site's checks: ``every`` (each agent, the default)
+    or ``one`` (one live agent at a time, with failover); a check can override it."""
     timeout: PositiveDuration | None = None
     """Each check run's total budget (all its requests and waits)."""
     request_timeout: PositiveDuration | None = None
@@ -1081,6 +1110,13 @@ class IncidentSettings(StrictModel):
     {fingerprint}."""
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
     """Where the agent serves browser evidence from, and how long it keeps it."""
+    min_locations: int = Field(default=1, ge=1, le=100)
+    """Fleet: distinct locations (``agent.location``, else ``agent.name``) that must each confirm
+    a failure before its incident opens and is ticketed; confirmed from fewer, it is recorded
+    as ``unconfirmed`` (see docs/incidents.md, "Fleet")."""
+    delivery_timeout: PositiveDuration = 60.0
+    """Deadline of one ticket delivery attempt; an agent's claim on the ticket action lasts
+    this plus half of it (at least 2 s) before another agent may take it over."""
 
     @field_validator("group_by")
     @classmethod
@@ -1363,6 +1399,8 @@ class PlannedCheck:
     """The run's total budget."""
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
     """Each request's own timeout (never more than ``timeout``)."""
+    placement: Placement = Placement.EVERY
+    """Which agents of a fleet run it: the check's ``placement``, else the site's."""
 
     @property
     def key(self) -> str:
@@ -1371,7 +1409,8 @@ class PlannedCheck:
 
 
 def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
-    """Resolve a check's interval, budget and request timeout: check, then site, then defaults.
+    """Resolve a check's interval, budget, request timeout and placement: check, then site, then
+    defaults.
 
     An unset budget is ``DEFAULT_CHECK_BUDGET_S``, at most ``DEFAULT_BUDGET_SHARE`` of the
     interval; the request timeout never exceeds the budget."""
@@ -1382,7 +1421,8 @@ def plan_check(config: Config, site: Site, check: CheckSpec) -> PlannedCheck:
         timeout = min(DEFAULT_CHECK_BUDGET_S, interval * DEFAULT_BUDGET_SHARE)
     request_timeout = _first_set(check.request_timeout, site.request_timeout,
                                  config.defaults.request_timeout)
-    return PlannedCheck(site, check, interval, timeout, min(request_timeout, timeout))
+    placement = check.placement if check.placement is not None else site.placement
+    return PlannedCheck(site, check, interval, timeout, min(request_timeout, timeout), placement)
 
 
 def _check_step_names_and_variables(steps: Sequence[Step | BrowserStep], known: set[str]) -> None:

@@ -21,6 +21,7 @@ from agent.config.secrets import scrub
 from agent.errors import ConfigError, StateError
 from agent.evidence import evidence_files, evidence_url
 from agent.incidents.engine import manual_resolve
+from agent.sinks.render import seen_from
 from agent.state.database import is_driver_error, is_postgres_url, redacted, state_location
 from agent.state.store import IncidentRecord, OutboxState, Store, iso
 from classifier import Phase
@@ -223,10 +224,11 @@ def ticket_rows(store: Store, incident_id: int | None = None) -> list[dict[str, 
 
 
 def shown_state(record: IncidentRecord) -> str:
-    """pending, open, resolved, or ``discarded``: passed before it was confirmed (never open)."""
+    """pending, unconfirmed (fleet: confirmed from too few locations), open, resolved, or
+    ``discarded``: passed before it was confirmed (never open)."""
     if record.state is Phase.RESOLVED and record.opened_at is None:
         return "discarded"
-    return record.state.value
+    return record.status
 
 
 def incident_json(store: Store, record: IncidentRecord) -> dict[str, Any]:
@@ -295,7 +297,8 @@ def _show(store: Store, incident_id: int, as_json: bool, base_url: str | None = 
                suppressed=list(record.suppressed), causes=list(record.causes),
                history=[{"at": iso(at), "type": t, "text": scrub(text)}
                         for at, t, text in store.events(incident_id)],
-               tickets=ticket_rows(store, incident_id))
+               tickets=ticket_rows(store, incident_id), seen_from=list(record.seen_from),
+               not_from=list(record.not_from))
     if as_json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
@@ -310,6 +313,9 @@ def _show(store: Store, incident_id: int, as_json: bool, base_url: str | None = 
         print(f"  {f['label']}: {f['path']}" + ("" if f["exists"] else " (no longer on disk)"))
         if f["url"] and f["exists"]:
             print(f"    {f['url']}")
+    where = seen_from(record)
+    if where:
+        print(f"  locations: {where}")
     for key in ("suppressed", "causes"):
         for item in doc[key]:
             print(f"  {key}: {item}")

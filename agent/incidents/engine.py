@@ -16,6 +16,14 @@ Per observation (one run of one check of one site):
 4. ``classifier.step`` moves the fingerprint's lifecycle; its events become history rows and
    outbox entries for the routed sinks, all in the same transaction as the incident change.
 5. Fingerprints this check failed before and did not fail now get a passing run.
+
+Fleet: several agents may feed one store. Each run is applied as seen from this agent's
+location (``agent.location``, else ``agent.name``): ``classifier.fleet_step`` keeps a lifecycle
+per (fingerprint, location) and opens the incident once ``incidents.min_locations`` locations
+confirm it (confirmed from fewer: ``unconfirmed``, no ticket); a location counts while its
+latest run is within the confirmation window (two intervals of the check plus its budget; its
+own location always counts). The incident row lists which locations saw the failure and which
+did not; an unconfirmed incident inhibits nothing.
 """
 
 from __future__ import annotations
@@ -25,16 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from agent.config.schema import Config
+from agent.config.schema import Config, plan_check
 from agent.config.secrets import scrub
 from agent.pipeline import Classified, Observation
-from agent.state.store import IncidentRecord, Store
+from agent.state.store import NOT_SEEN, SEEN, IncidentRecord, Store
 from classifier import (
     Event,
     EventType,
     Evidence,
     Finding,
     FindingKind,
+    FleetStep,
     Level,
     Phase,
     Policy,
@@ -42,9 +51,9 @@ from classifier import (
     Run,
     TicketOp,
     Track,
+    fleet_step,
     key_of,
     relation,
-    step,
 )
 from classifier.inhibit import HOST_KINDS, INHIBITED_BY_SITE_DOWN, inhibitor
 
@@ -127,9 +136,24 @@ class IncidentEngine:
             failing, seen = self._failing(obs.classified, site, check, online)
             for item in sorted(failing.values(), key=_order):
                 self._fail(item, now)
-            for fp, track in self.store.tracks_of_check(site, check).items():
-                if fp not in seen:
-                    self._apply(fp, site, track, Run(check, False), None, now)
+            passing = (set(self.store.tracks_of_check(site, check))
+                       | self.store.failing_at(site, self.location, check)) - seen
+            for fp in sorted(passing):
+                self._apply(fp, site, Run(check, False), None, now)
+
+    @property
+    def location(self) -> str:
+        """Where this agent's runs are seen from: ``agent.location``, else ``agent.name``."""
+        return self.config.agent.location or self.config.agent.name
+
+    def window(self, site: str, check: str) -> timedelta:
+        """How long a location's latest run of ``check`` counts: two intervals plus the budget."""
+        s = self.config.site(site)
+        spec = next((c for c in s.checks if c.name == check), None) if s is not None else None
+        if s is None or spec is None:  # host checks, or a check no longer configured
+            return timedelta(seconds=2 * self.config.defaults.interval + 60)
+        planned = plan_check(self.config, s, spec)
+        return timedelta(seconds=2 * planned.interval + planned.timeout)
 
     def _failing(self, classified: tuple[Classified, ...], site: str, check: str,
                  online: bool) -> tuple[dict[str, Failing], set[str]]:
@@ -155,7 +179,10 @@ class IncidentEngine:
 
     def _fail(self, item: Failing, now: datetime) -> None:
         site, check = item.finding.site, item.finding.check
-        active = [i for i in self.store.active_incidents(site) if i.fingerprint != item.fingerprint]
+        # an unconfirmed incident (fleet: seen from too few locations) inhibits nothing: it
+        # must not hide what other locations see
+        active = [i for i in self.store.active_incidents(site)
+                  if i.fingerprint != item.fingerprint and not i.unconfirmed]
         rel = relation(item.finding.kind, {i.kind for i in active})
         own = self.store.active_incident(item.fingerprint)
         if rel is Relation.CAUSE and own is None:
@@ -173,12 +200,22 @@ class IncidentEngine:
             if reason is not None:
                 ticketable, why_not = False, reason
         run = Run(check, True, item.level, ticketable, why_not)
-        self._apply(item.fingerprint, site, self.store.track(item.fingerprint), run, item, now)
+        self._apply(item.fingerprint, site, run, item, now)
 
-    def _apply(self, fp: str, site: str, track: Track, run: Run, item: Failing | None,
+    def _apply(self, fp: str, site: str, run: Run, item: Failing | None,
                now: datetime) -> None:
         incident = self.store.active_incident(fp)
-        new, events = step(track, run, now, policy_for(self.config, site, run.check))
+        track = self.store.track(fp)
+        locations = self.store.location_tracks(fp, now - self.window(site, run.check),
+                                               self.location)
+        if track.phase is not Phase.RESOLVED and not self.store.has_location_tracks(fp):
+            # an incident from before the fleet schema (or the CLI's manual edits): it was this
+            # agent's own lifecycle, so it carries on as this location's
+            locations = {self.location: track}
+        result = fleet_step(track, locations, self.location, run, now,
+                            policy_for(self.config, site, run.check),
+                            self.config.incidents.min_locations)
+        new, events = result.incident, result.events
         incident_id = incident.id if incident is not None else None
         for event in events:
             if event.type is EventType.STARTED and item is not None:
@@ -190,7 +227,34 @@ class IncidentEngine:
             self._refresh(incident_id, item, new, run, now, ticketed_before=track.ticketed)
         elif incident_id is not None:
             self.store.update_incident(incident_id, flapping=new.flapping)
+        if incident_id is not None:
+            self._note_locations(incident_id, incident, run, result, now)
+        self.store.save_location_track(fp, self.location, site, result.location, now)
         self.store.save_track(fp, new)
+
+    def _note_locations(self, incident_id: int, before: IncidentRecord | None, run: Run,
+                        result: FleetStep, now: datetime) -> None:
+        """Which locations saw the incident's failure (and which did not); whether it is
+        confirmed from too few of them (``before``: the incident as the run found it)."""
+        if result.incident.phase is Phase.RESOLVED:
+            return
+        record = before if before is not None else self.store.incident(incident_id)
+        if record is None:
+            return
+        seen = dict(record.locations)
+        if run.failing:
+            seen[self.location] = SEEN
+        else:
+            seen.setdefault(self.location, NOT_SEEN)
+        unconfirmed = result.unconfirmed
+        if unconfirmed and not record.unconfirmed:
+            need = self.config.incidents.min_locations
+            where = ", ".join(sorted(result.confirmed))
+            self.store.add_event(incident_id, now, "unconfirmed",
+                                 f"confirmed from {len(result.confirmed)} of the {need} "
+                                 f"locations needed ({where}): not ticketed")
+        if seen != record.locations or unconfirmed != record.unconfirmed:
+            self.store.update_incident(incident_id, locations=seen, unconfirmed=unconfirmed)
 
     def _create(self, item: Failing, now: datetime) -> int:
         f = item.finding
@@ -301,6 +365,7 @@ def manual_resolve(store: Store, incident_id: int, now: datetime, who: str = "cl
             store.enqueue(incident_id, sink, "resolve", now)
         track = store.track(record.fingerprint)
         store.save_track(record.fingerprint, Track(changes=track.changes))
+        store.forget_locations(record.fingerprint)
     return True
 
 

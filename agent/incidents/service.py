@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -163,7 +164,10 @@ class IncidentService:
                                       self._just_resolved.append)
         self._outbox = Outbox(store, sinks, self._site_info,
                               on_attempt=self.metrics.delivery if self.metrics else None,
-                              health=self.health, db=self._db)
+                              health=self.health, db=self._db,
+                              attempt_timeout=self.config.incidents.delivery_timeout,
+                              claimer=f"{self.config.agent.name}/{os.getpid()}",
+                              on_claim=self.metrics.claim if self.metrics else None)
         self.health.saved()
 
     def _build_sinks(self, config: Config) -> dict[str, TicketSink]:
@@ -218,6 +222,7 @@ class IncidentService:
         if self._engine is None or self._outbox is None:
             return  # the store is not open yet; it opens with this config
         self._engine.config = config
+        self._outbox.attempt_timeout = config.incidents.delivery_timeout
         old, self._outbox.sinks = self._outbox.sinks, sinks
         _close(old.values())
 

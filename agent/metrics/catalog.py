@@ -79,6 +79,15 @@ TICKET_DELIVERIES = MetricDef("storewatch_ticket_deliveries_total", "counter",
                               "Ticket delivery attempts by sink, action (open, update, resolve) "
                               "and outcome (delivered, retry, dead).",
                               ("sink", "action", "outcome"))
+OUTBOX_CLAIMS = MetricDef("storewatch_outbox_claims_total", "counter",
+                          "Fleet: ticket actions this agent claimed for delivery, by outcome "
+                          "(taken; taken_over: another agent's claim had run out, it died or "
+                          "hung mid-delivery; lost: this agent's claim ran out before it "
+                          "finished).", ("outcome",))
+INCIDENTS_UNCONFIRMED = MetricDef("storewatch_incidents_unconfirmed", "gauge",
+                                  "Fleet: failures confirmed from fewer locations than "
+                                  "incidents.min_locations (no ticket), by site and level.",
+                                  ("site", "level"))
 OUTBOX_PENDING = MetricDef("storewatch_outbox_pending", "gauge",
                            "Ticket actions waiting for delivery.")
 OUTBOX_OLDEST_AGE = MetricDef("storewatch_outbox_oldest_pending_age_seconds", "gauge",
@@ -124,13 +133,46 @@ EVIDENCE_PRUNED = MetricDef("storewatch_evidence_pruned_files_total", "counter",
                             "Evidence files deleted by pruning (incident resolved longer ago "
                             "than the retention, or the folder over its size cap).")
 
+# --- fleet: agents sharing one store, placement of checks (agent/fleet/placement.py) ---
+
+FLEET_AGENT_UP = MetricDef("storewatch_fleet_agent_up", "gauge",
+                           "1 for each agent of the fleet whose heartbeat in the shared store is "
+                           "recent (within 3 heartbeats), 0 for one gone silent in the last day; "
+                           "every agent reports every agent it sees.", ("agent", "location"))
+FLEET_AGENT_HEARTBEAT_AGE = MetricDef("storewatch_fleet_agent_heartbeat_age_seconds", "gauge",
+                                      "Seconds since each agent's last heartbeat in the shared "
+                                      "store, as this agent last read it.",
+                                      ("agent", "location"))
+FLEET_CHECK_RUNS = MetricDef("storewatch_fleet_check_runs_total", "counter",
+                             "Runs this agent started, by check and placement (every, one): "
+                             "which agent ran what.", ("agent", "site", "check", "placement"))
+FLEET_LEASES_HELD = MetricDef("storewatch_fleet_leases_held", "gauge",
+                              "placement: one checks whose lease this agent holds (it runs "
+                              "them; the other agents stand by).", ("agent",))
+FLEET_LEASE_LOSSES = MetricDef("storewatch_fleet_lease_losses_total", "counter",
+                               "Leases of placement: one checks this agent held and found taken "
+                               "by another agent (it had not renewed in time); it stops running "
+                               "those checks.", ("agent",))
+FLEET_UNCLAIMED_RUNS = MetricDef("storewatch_fleet_unclaimed_runs_total", "counter",
+                                 "Runs of placement: one checks made without a lease because "
+                                 "the shared store could not be reached (run anyway, so an L1 "
+                                 "is not lost; other agents may run them too).", ("agent",))
+FLEET_STORE_REACHABLE = MetricDef("storewatch_fleet_store_reachable", "gauge",
+                                  "1 while this agent's heartbeats and lease claims reach the "
+                                  "shared store, 0 while they fail.", ("agent",))
+
+FLEET_METRICS: tuple[MetricDef, ...] = (
+    FLEET_AGENT_UP, FLEET_AGENT_HEARTBEAT_AGE, FLEET_CHECK_RUNS, FLEET_LEASES_HELD,
+    FLEET_LEASE_LOSSES, FLEET_UNCLAIMED_RUNS, FLEET_STORE_REACHABLE,
+)
+
 ALL: tuple[MetricDef, ...] = (
     PROBE_SUCCESS, PROBE_WORST_LEVEL, PROBE_INTERVAL, PROBE_DURATION, PROBE_STEP_DURATION,
     PROBE_HTTP_STATUS, PROBE_LAST_RUN, TLS_EXPIRY, PROBE_FINDINGS, CHECKS_CONFIGURED, PROBE_RUNS,
     FINDINGS_TOTAL, SCHEDULER_LATENESS, CONFIG_RELOAD_OK, CONFIG_RELOAD_TS, BUILD_INFO,
     AGENT_INFO, INCIDENTS_OPEN, INCIDENTS_OPENED, TICKET_DELIVERIES, OUTBOX_PENDING,
-    OUTBOX_OLDEST_AGE, OUTBOX_DEAD, STATE_WRITABLE, INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED,
-    INCIDENT_QUEUE_LENGTH,
+    OUTBOX_OLDEST_AGE, OUTBOX_CLAIMS, INCIDENTS_UNCONFIRMED, OUTBOX_DEAD, STATE_WRITABLE,
+    INCIDENT_ERRORS, INCIDENT_QUEUE_DROPPED, INCIDENT_QUEUE_LENGTH,
     INCIDENT_COLLECTOR_SUCCESS, SCHEDULER_LAST_FIRED, SCHEDULER_STALLED, SITE_WAIT_SECONDS,
     SITE_IN_FLIGHT, EVIDENCE_BYTES, EVIDENCE_FILES, EVIDENCE_PRUNED,
 )
@@ -197,7 +239,7 @@ HOST_METRICS: tuple[MetricDef, ...] = (
     HOST_SERVICE_PROCESSES, HOST_SERVICE_CPU, HOST_SERVICE_RSS, HOST_COLLECTOR_SUCCESS,
     HOST_COLLECTOR_DURATION, MAIL_QUEUE_MESSAGES, MAIL_QUEUE_OLDEST, HEARTBEAT_LAST_SUCCESS,
 )
-ALL = (*ALL, *HOST_METRICS)
+ALL = (*ALL, *FLEET_METRICS, *HOST_METRICS)
 
 
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

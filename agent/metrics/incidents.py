@@ -16,7 +16,12 @@ from agent.config.secrets import scrub
 from agent.evidence import EVIDENCE_DIR, DiskUsageCache
 from agent.metrics import catalog as c
 from agent.state.database import Database, is_postgres_url, open_database
-from agent.state.store import dead_letters_of, open_counts_of, pending_stats_of
+from agent.state.store import (
+    dead_letters_of,
+    open_counts_of,
+    pending_stats_of,
+    unconfirmed_counts_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +45,21 @@ class IncidentCollector(Collector):
         """Fresh gauges from the store."""
         open_ = GaugeMetricFamily(c.INCIDENTS_OPEN.name, c.INCIDENTS_OPEN.help,
                                   labels=list(c.INCIDENTS_OPEN.labels))
+        unconfirmed = GaugeMetricFamily(c.INCIDENTS_UNCONFIRMED.name,
+                                        c.INCIDENTS_UNCONFIRMED.help,
+                                        labels=list(c.INCIDENTS_UNCONFIRMED.labels))
         pending = GaugeMetricFamily(c.OUTBOX_PENDING.name, c.OUTBOX_PENDING.help)
         oldest = GaugeMetricFamily(c.OUTBOX_OLDEST_AGE.name, c.OUTBOX_OLDEST_AGE.help)
         dead = GaugeMetricFamily(c.OUTBOX_DEAD.name, c.OUTBOX_DEAD.help)
         success = GaugeMetricFamily(c.INCIDENT_COLLECTOR_SUCCESS.name,
                                     c.INCIDENT_COLLECTOR_SUCCESS.help)
         with self._lock:
-            ok = self._read(open_, pending, oldest, dead)
+            ok = self._read(open_, unconfirmed, pending, oldest, dead)
         success.add_metric([], 1.0 if ok else 0.0)
-        yield from (open_, pending, oldest, dead, success) if ok else (success,)
+        yield from (open_, unconfirmed, pending, oldest, dead, success) if ok else (success,)
 
-    def _read(self, open_: GaugeMetricFamily, pending: GaugeMetricFamily,
+    def _read(self, open_: GaugeMetricFamily, unconfirmed: GaugeMetricFamily,
+              pending: GaugeMetricFamily,
               oldest: GaugeMetricFamily, dead: GaugeMetricFamily) -> bool:
         """Fill the gauges from the store (holding the lock); False if the query failed."""
         if (self._conn is None and not is_postgres_url(self._db)
@@ -61,6 +70,8 @@ class IncidentCollector(Collector):
                 self._conn = open_database(self._db)
             for (site, level), n in sorted(open_counts_of(self._conn).items()):
                 open_.add_metric([site, level], float(n))
+            for (site, level), n in sorted(unconfirmed_counts_of(self._conn).items()):
+                unconfirmed.add_metric([site, level], float(n))
             count, age = pending_stats_of(self._conn, datetime.now(UTC))
             pending.add_metric([], float(count))
             oldest.add_metric([], age)
@@ -134,6 +145,12 @@ class IncidentMetrics:
         self.deliveries = Counter(c.TICKET_DELIVERIES.name.removesuffix("_total"),
                                   c.TICKET_DELIVERIES.help, list(c.TICKET_DELIVERIES.labels),
                                   registry=registry)
+        self.claims = Counter(c.OUTBOX_CLAIMS.name.removesuffix("_total"), c.OUTBOX_CLAIMS.help,
+                              list(c.OUTBOX_CLAIMS.labels), registry=registry)
+
+    def claim(self, outcome: str) -> None:
+        """Count an outbox claim by outcome (taken, taken_over, lost)."""
+        self.claims.labels(outcome).inc()
 
     def incident_opened(self, site: str, level: str) -> None:
         """Count an incident confirmed open."""

@@ -10,6 +10,15 @@
   already exists, so a crash between "created in the tracker" and "recorded here" cannot create
   a second ticket; the found or created ticket is recorded together with marking the entry
   delivered, in one transaction.
+* Fleet: several agents may share one store. Each entry is claimed before delivery with a
+  compare-and-set on the outbox row (``Store.claim``: only while nobody holds a live claim), for
+  a lease longer than an attempt's deadline (``claim_lease``), and released when the attempt
+  is recorded (delivered, retry, dead letter). An agent that dies mid-delivery leaves its claim
+  to run out; then another agent delivers the entry (``open`` asks ``sink.find`` first, as
+  above). The claimant is ``<agent.name>/<pid>``: an agent that restarts takes back the claims
+  of its dead predecessor at once (a single agent delivers after a crash as soon as it is back).
+  Workers poll the store at least every ``poll`` seconds, so entries queued by other agents are
+  noticed without a wake-up.
 * Retryable failures wait ``base * 2**attempts`` with jitter, capped at ``l1_max_delay`` (30 s)
   for L1 incidents and ``max_delay`` (5 min) for the others, so an L1 ticket goes out at most
   30 s after a tracker comes back; a tracker's ``Retry-After`` is honoured on top (up to an
@@ -21,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -46,8 +57,26 @@ ATTEMPT_TIMEOUT_SECONDS = 60.0
 RETRY_AFTER_CAP_SECONDS = 3600.0
 """The longest ``Retry-After`` honoured."""
 
+CLAIM_MARGIN_SECONDS = 2.0
+"""A claim outlasts the attempt's deadline by this much at least (the store writes after it)."""
+
 DeliveryHook = Callable[[str, str, str], None]
 """Called with (sink, action, outcome) after each attempt; outcome: delivered, retry, dead."""
+
+ClaimHook = Callable[[str], None]
+"""Called with a claim's outcome: ``taken``, ``taken_over`` (another agent's claim had run
+out: it died or hung mid-delivery) or ``lost`` (this agent's ran out before it finished)."""
+
+
+def claim_lease(attempt_timeout: float) -> float:
+    """Seconds an agent's claim on an outbox entry lasts: the attempt's deadline plus half of
+    it (at least ``CLAIM_MARGIN_SECONDS``)."""
+    return attempt_timeout + max(CLAIM_MARGIN_SECONDS, attempt_timeout / 2)
+
+
+def default_claimer() -> str:
+    """This process as a claimant: ``host/pid``."""
+    return f"{socket.gethostname() or 'storewatch'}/{os.getpid()}"
 
 
 class Outbox:
@@ -61,7 +90,8 @@ class Outbox:
                  on_attempt: DeliveryHook | None = None,
                  health: StateHealth | None = None,
                  db: StoreThread | None = None,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 claimer: str | None = None, on_claim: ClaimHook | None = None) -> None:
         self.store = store
         self.health = health
         self.sinks = dict(sinks)
@@ -74,6 +104,9 @@ class Outbox:
         self._on_attempt = on_attempt
         self._db = db.run if db is not None else run_inline
         self._clock = clock
+        self.claimer = claimer or default_claimer()
+        """Who this outbox claims entries as (unique per agent process)."""
+        self._on_claim = on_claim
         self.wake = asyncio.Event()
         self._wakes: dict[str, asyncio.Event] = {}
 
@@ -91,16 +124,30 @@ class Outbox:
     async def deliver_due(self, now: datetime | None = None, sink: str | None = None) -> int:
         """Try every entry (of ``sink``) that is due now, one after another; returns how many
         were tried."""
-        entries = await self._db(self.store.due, now or self._clock(), sink=sink)
+        entries = await self._db(self.store.due, now or self._clock(), sink=sink,
+                                 claimer=self.claimer)
+        tried = 0
         for entry in entries:
+            lease = timedelta(seconds=claim_lease(self.attempt_timeout))
+            if not await self._db(self.store.claim, entry.id, self.claimer, self._clock(),
+                                  lease):
+                continue  # another agent took it meanwhile
+            taken_over = entry.claimed_by not in (None, self.claimer)
+            if taken_over:
+                log.warning("ticket %s for incident #%d via %s: the claim of %s ran out; "
+                            "delivering it here", entry.action, entry.incident_id, entry.sink,
+                            entry.claimed_by)
+            self._claimed("taken_over" if taken_over else "taken")
+            tried += 1
             await self._deliver(entry)
-        return len(entries)
+        return tried
 
     async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
         """Deliver until ``stop`` is set: one worker per configured sink (sinks can change on
         a reload), entries of sinks no longer configured become dead letters. ``wake`` wakes
         every worker."""
         workers: dict[str, asyncio.Task[None]] = {}
+        await self._release_predecessors()
         try:
             while not stop.is_set():
                 for name in set(workers) - set(self.sinks):
@@ -126,6 +173,18 @@ class Outbox:
             for task in workers.values():
                 task.cancel()
             await asyncio.gather(*workers.values(), return_exceptions=True)
+
+    async def _release_predecessors(self) -> None:
+        """Take back the claims this agent (same name, earlier process) held when it died."""
+        agent = self.claimer.partition("/")[0]
+        try:
+            released = await self._db(self.store.release_claims, agent, self.claimer)
+        except Exception as exc:  # the workers report an unusable store
+            log.debug("could not release earlier claims: %s", exc)
+            return
+        if released:
+            log.warning("took back %d ticket action(s) an earlier run of agent %s had claimed "
+                        "when it stopped", released, agent)
 
     async def _sink_worker(self, name: str, stop: asyncio.Event, poll: float) -> None:
         """Deliver the due entries of one sink until ``stop`` (or the sink is removed)."""
@@ -169,6 +228,7 @@ class Outbox:
                 if ticket is None:
                     async with asyncio.timeout(self.attempt_timeout):
                         ref = await sink.find(view) or await sink.open(view)
+                    await self._check_claim(entry)
                     await self._db(self.store.record_ticket, entry.id, entry.incident_id,
                                    entry.sink, ref.external_id, ref.url, ref.extra,
                                    self._clock())
@@ -189,6 +249,7 @@ class Outbox:
                         event = TicketEvent(_event_kind(entry.event_kind), entry.text or "",
                                             entry.created_at)
                         await sink.update(ref, view, event)
+                await self._check_claim(entry)
                 await self._db(self.store.mark_delivered, entry, self._clock())
         except PermanentSinkError as exc:
             await self._dead(entry, scrub(str(exc)), now)
@@ -207,6 +268,19 @@ class Outbox:
             await self._retry(entry, record.level, f"unexpected {type(exc).__name__}", None, now)
             return
         self._count(entry, "delivered")
+
+    async def _check_claim(self, entry: OutboxEntry) -> None:
+        """Count (and log) a claim that ran out before its delivery finished."""
+        holder = await self._db(self.store.claimant, entry.id)
+        if holder != self.claimer:
+            log.warning("ticket %s for incident #%d via %s took longer than the claim's lease "
+                        "(%s holds it now)", entry.action, entry.incident_id, entry.sink,
+                        holder or "nobody")
+            self._claimed("lost")
+
+    def _claimed(self, outcome: str) -> None:
+        if self._on_claim is not None:
+            self._on_claim(outcome)
 
     async def _retry(self, entry: OutboxEntry, level: Level | None, error: str,
                      retry_after: float | None, now: datetime) -> None:

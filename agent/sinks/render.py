@@ -47,12 +47,26 @@ def dashboard_url(record: IncidentRecord, template: str | None) -> str | None:
                            incident=record.id, fingerprint=record.fingerprint)
 
 
+def seen_from(record: IncidentRecord) -> str | None:
+    """``seen from: fra, nyc; not from: sgp`` once more than one location ran the incident's
+    checks (None for a single agent)."""
+    if len(record.locations) < 2:
+        return None
+    text = "seen from: " + ", ".join(record.seen_from)
+    if record.not_from:
+        text += "; not from: " + ", ".join(record.not_from)
+    return text
+
+
 def body(record: IncidentRecord, info: SiteInfo) -> str:
     """Markdown body: level and meaning, evidence, times, count, rule, related findings."""
     level = record.level or Level.L4
     lines = [f"**{level} — {level.title}**: {level.definition}.", "",
              f"**What:** {record.summary}", f"**Site:** {record.site}  **Check:** {record.check}"
              f"  **Kind:** {record.kind.value}", ""]
+    where = seen_from(record)
+    if where:
+        lines[-1:-1] = [f"**Locations:** {where}"]
     ev = record.evidence
     lines.append("**Evidence**")
     if ev.url:

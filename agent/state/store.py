@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -124,8 +124,56 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX local_tickets_incident ON local_tickets (sink, incident_id);
     """,
+    # 2 -> 3: a fleet of agents on one store: lifecycle state per (fingerprint, location), the
+    # locations that saw an incident, incidents confirmed from too few locations, and claims
+    # on outbox entries (the agent delivering an entry, until when).
+    """
+    CREATE TABLE location_tracks (
+        fingerprint TEXT NOT NULL,
+        location TEXT NOT NULL,
+        site TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        state TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (fingerprint, location)
+    );
+    CREATE INDEX location_tracks_active ON location_tracks (site, location)
+        WHERE phase != 'resolved';
+    ALTER TABLE incidents ADD COLUMN locations TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE incidents ADD COLUMN unconfirmed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until REAL;
+    """,
+    # 3 -> 4: the agents of a fleet (heartbeats) and the leases of `placement: one` checks
+    # (agent/fleet/placement.py). ``token`` tells apart two processes with the same name.
+    """
+    CREATE TABLE agents (
+        name TEXT PRIMARY KEY,
+        location TEXT,
+        token TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE leases (
+        site TEXT NOT NULL,
+        check_name TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        token TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        renewed_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (site, check_name)
+    );
+    CREATE INDEX leases_token ON leases (token);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_FIRST_IN_LINE = ("(SELECT MIN(id) FROM outbox p WHERE p.incident_id = o.incident_id AND "
+                  "p.sink = o.sink AND p.state = 'pending')")
+"""The id of the entry an (incident, sink) delivers next: actions go out in queued order."""
 
 
 class OutboxState(StrEnum):
@@ -177,6 +225,34 @@ class IncidentRecord:
     evidence: Evidence
     suppressed: tuple[str, ...]
     causes: tuple[str, ...]
+    locations: Mapping[str, str] = field(default_factory=dict)
+    """Fleet: each location that ran the incident's checks during it: ``seen`` (it saw the
+    failure) or ``not`` (its runs passed)."""
+    unconfirmed: bool = False
+    """Confirmed from fewer locations than ``incidents.min_locations``: no ticket yet."""
+
+    @property
+    def status(self) -> str:
+        """The state as users see it: ``unconfirmed`` for a pending incident some location
+        confirmed (too few of them), else the phase."""
+        if self.state is Phase.PENDING and self.unconfirmed:
+            return UNCONFIRMED
+        return self.state.value
+
+    @property
+    def seen_from(self) -> tuple[str, ...]:
+        """Locations that saw the failure, sorted."""
+        return tuple(sorted(k for k, v in self.locations.items() if v == SEEN))
+
+    @property
+    def not_from(self) -> tuple[str, ...]:
+        """Locations whose runs passed during the incident, sorted."""
+        return tuple(sorted(k for k, v in self.locations.items() if v != SEEN))
+
+
+UNCONFIRMED = "unconfirmed"
+SEEN = "seen"
+NOT_SEEN = "not"
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +283,34 @@ class OutboxEntry:
     attempts: int
     state: OutboxState
     last_error: str | None
+    claimed_by: str | None = None
+    claim_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetAgent:
+    """An agent of the fleet as its last heartbeat left it."""
+
+    name: str
+    location: str | None
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseClaim:
+    """The outcome of one attempt to take or renew the lease of a ``placement: one`` check."""
+
+    won: bool
+    """The caller holds the lease until ``expires_at`` and runs the check."""
+    holder: str
+    """Who holds the lease now (the caller when ``won``)."""
+    expires_at: datetime
+    renewed: bool = False
+    """Won by the process that held it already (a renewal)."""
+    taken_from: str | None = None
+    """When won by taking over an expired lease of another process: that holder's name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +341,8 @@ def _incident(row: Row) -> IncidentRecord:
         resolved_at=dt(row["resolved_at"]), occurrences=row["occurrences"],
         summary=row["summary"], rule=row["rule"], reason=row["reason"],
         evidence=_evidence(json.loads(row["evidence"])),
-        suppressed=tuple(json.loads(row["suppressed"])), causes=tuple(json.loads(row["causes"])))
+        suppressed=tuple(json.loads(row["suppressed"])), causes=tuple(json.loads(row["causes"])),
+        locations=json.loads(row["locations"]), unconfirmed=bool(row["unconfirmed"]))
 
 
 def _ticket(row: Row) -> TicketRecord:
@@ -251,7 +356,8 @@ def _entry(row: Row) -> OutboxEntry:
                        row["event_kind"], row["text"],
                        dt(row["created_at"]) or datetime.now(UTC),
                        dt(row["next_at"]) or datetime.now(UTC), row["attempts"],
-                       OutboxState(row["state"]), row["last_error"])
+                       OutboxState(row["state"]), row["last_error"], row["claimed_by"],
+                       dt(row["claim_until"]))
 
 
 def track_to_json(track: Track) -> str:
@@ -282,6 +388,13 @@ def open_counts_of(conn: Database) -> dict[tuple[str, str], int]:
     """Open incidents by (site, level label: ``L1``…``L4``, ``none``)."""
     rows = conn.execute("SELECT site, level, COUNT(*) AS n FROM incidents WHERE state = 'open' "
                         "GROUP BY site, level")
+    return {(r["site"], f"L{r['level']}" if r["level"] else "none"): r["n"] for r in rows}
+
+
+def unconfirmed_counts_of(conn: Database) -> dict[tuple[str, str], int]:
+    """Fleet: unconfirmed incidents (confirmed from too few locations) by (site, level label)."""
+    rows = conn.execute("SELECT site, level, COUNT(*) AS n FROM incidents WHERE state = "
+                        "'pending' AND unconfirmed = 1 GROUP BY site, level")
     return {(r["site"], f"L{r['level']}" if r["level"] else "none"): r["n"] for r in rows}
 
 
@@ -374,6 +487,42 @@ class Store:
                 out[inc.fingerprint] = track
         return out
 
+    def location_tracks(self, fingerprint: str, since: datetime,
+                        own: str) -> dict[str, Track]:
+        """Fleet: the lifecycle state of ``fingerprint`` per location: ``own``'s, and those of
+        the other locations whose latest run is not older than ``since``."""
+        rows = self.conn.execute("SELECT location, state FROM location_tracks WHERE "
+                                 "fingerprint = ? AND (updated_at >= ? OR location = ?)",
+                                 (fingerprint, ts(since), own))
+        return {r["location"]: track_from_json(r["state"]) for r in rows}
+
+    def save_location_track(self, fingerprint: str, location: str, site: str, track: Track,
+                            now: datetime) -> None:
+        """Store the lifecycle state of ``fingerprint`` as seen from ``location``."""
+        self.conn.execute("INSERT INTO location_tracks (fingerprint, location, site, phase, "
+                          "state, updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT "
+                          "(fingerprint, location) DO UPDATE SET phase = excluded.phase, "
+                          "state = excluded.state, updated_at = excluded.updated_at",
+                          (fingerprint, location, site, track.phase.value,
+                           track_to_json(track), ts(now)))
+
+    def has_location_tracks(self, fingerprint: str) -> bool:
+        """Whether any location ever recorded a state for ``fingerprint``."""
+        return self.conn.execute("SELECT 1 FROM location_tracks WHERE fingerprint = ? LIMIT 1",
+                                 (fingerprint,)).fetchone() is not None
+
+    def failing_at(self, site: str, location: str, check: str) -> set[str]:
+        """Fleet: fingerprints of ``site`` that ``check`` is failing (or recovering) in as seen
+        from ``location``, with or without an active incident."""
+        rows = self.conn.execute("SELECT fingerprint, state FROM location_tracks WHERE "
+                                 "site = ? AND location = ? AND phase != 'resolved'",
+                                 (site, location))
+        return {r["fingerprint"] for r in rows if check in track_from_json(r["state"]).checks}
+
+    def forget_locations(self, fingerprint: str) -> None:
+        """Drop every location's state of ``fingerprint`` (a manual resolve starts afresh)."""
+        self.conn.execute("DELETE FROM location_tracks WHERE fingerprint = ?", (fingerprint,))
+
     # -- incidents -----------------------------------------------------------------------------
 
     def create_incident(self, *, fingerprint: str, site: str, check: str, kind: FindingKind,
@@ -392,7 +541,7 @@ class Store:
         """Set columns of an incident (datetimes, levels, lists converted)."""
         allowed = {"level", "state", "flapping", "silenced", "opened_at", "last_seen",
                    "resolved_at", "occurrences", "summary", "rule", "reason", "evidence",
-                   "suppressed", "causes", "check_name"}
+                   "suppressed", "causes", "check_name", "locations", "unconfirmed"}
         sets, values = [], []
         for name, value in fields.items():
             if name not in allowed:
@@ -403,6 +552,8 @@ class Store:
                 value = json.dumps(value.as_dict())
             elif isinstance(value, tuple | list):
                 value = json.dumps(list(value))
+            elif isinstance(value, dict):
+                value = json.dumps(value, sort_keys=True)
             elif isinstance(value, StrEnum):
                 value = value.value
             elif isinstance(value, Level | bool):
@@ -482,29 +633,60 @@ class Store:
                                  "action = 'open' ORDER BY sink", (incident_id,))
         return [r["sink"] for r in rows]
 
-    def due(self, now: datetime, limit: int = 100, sink: str | None = None) -> list[OutboxEntry]:
-        """Pending entries that are due and first in line for their (incident, sink), of one
-        ``sink`` if given; L1 incidents first, then by due time."""
+    def due(self, now: datetime, limit: int = 100, sink: str | None = None,
+            claimer: str = "") -> list[OutboxEntry]:
+        """Pending entries that are due, first in line for their (incident, sink) and not
+        under another ``claimer``'s live claim, of one ``sink`` if given; L1 incidents first,
+        then by due time."""
         where = "" if sink is None else " AND o.sink = ?"
         args: tuple[str, ...] = () if sink is None else (sink,)
         rows = self.conn.execute(
             "SELECT o.* FROM outbox o LEFT JOIN incidents i ON i.id = o.incident_id "
-            "WHERE o.state = 'pending' AND o.next_at <= ?" + where + " AND o.id = "
-            "(SELECT MIN(id) FROM outbox p WHERE p.incident_id = o.incident_id AND "
-            "p.sink = o.sink AND p.state = 'pending') "
-            "ORDER BY COALESCE(i.level, 9) != 1, o.next_at, o.id LIMIT ?",
-            (ts(now), *args, limit))
+            "WHERE o.state = 'pending' AND o.next_at <= ?" + where + " AND "
+            "(o.claimed_by IS NULL OR o.claim_until < ? OR o.claimed_by = ?) AND o.id = "
+            + _FIRST_IN_LINE + " ORDER BY COALESCE(i.level, 9) != 1, o.next_at, o.id LIMIT ?",
+            (ts(now), *args, ts(now), claimer, limit))
         return [_entry(r) for r in rows]
 
     def next_due(self, sink: str | None = None) -> datetime | None:
-        """When the earliest pending entry (of ``sink``) is due."""
-        if sink is None:
-            row = self.conn.execute("SELECT MIN(next_at) AS t FROM outbox WHERE state = "
-                                    "'pending'").fetchone()
-        else:
-            row = self.conn.execute("SELECT MIN(next_at) AS t FROM outbox WHERE state = "
-                                    "'pending' AND sink = ?", (sink,)).fetchone()
+        """When the earliest pending entry (of ``sink``) that is first in line for its
+        (incident, sink) is due, or its claim runs out if that is later."""
+        where = "" if sink is None else " AND o.sink = ?"
+        args: tuple[str, ...] = () if sink is None else (sink,)
+        row = self.conn.execute(
+            "SELECT MIN(CASE WHEN o.claim_until IS NOT NULL AND o.claim_until > o.next_at "
+            "THEN o.claim_until ELSE o.next_at END) AS t FROM outbox o WHERE "
+            "o.state = 'pending'" + where + " AND o.id = " + _FIRST_IN_LINE, args).fetchone()
         return dt(row["t"])
+
+    def claim(self, entry_id: int, claimer: str, now: datetime, lease: timedelta) -> bool:
+        """Fleet: take the delivery of a pending entry for ``lease`` (compare-and-set: only if
+        nobody else holds a live claim on it; ``claimer``'s own claim is renewed, e.g. one left
+        by an attempt the store could not record); True if it is now ``claimer``'s."""
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE outbox SET claimed_by = ?, claim_until = ? WHERE id = ? AND "
+                "state = 'pending' AND (claimed_by IS NULL OR claim_until < ? OR "
+                "claimed_by = ?)", (claimer, ts(now + lease), entry_id, ts(now), claimer))
+            return cur.rowcount == 1
+
+    def release_claims(self, agent: str, keep: str) -> int:
+        """Release the claims of earlier processes of ``agent`` (claimants ``agent/<pid>``
+        other than ``keep``): a restarted agent takes its dead predecessor's entries back at
+        once instead of waiting out their lease. Returns how many."""
+        prefix = agent + "/"
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE state = "
+                "'pending' AND substr(claimed_by, 1, ?) = ? AND claimed_by != ?",
+                (len(prefix), prefix, keep))
+            return cur.rowcount
+
+    def claimant(self, entry_id: int) -> str | None:
+        """Who holds the claim on an entry (None: nobody)."""
+        row = self.conn.execute("SELECT claimed_by FROM outbox WHERE id = ?",
+                                (entry_id,)).fetchone()
+        return row["claimed_by"] if row else None
 
     def pending_sinks(self) -> set[str]:
         """Names of the sinks that have pending entries."""
@@ -563,7 +745,8 @@ class Store:
         """A retryable failure: try again at ``next_at``."""
         with self.transaction():
             self.conn.execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, "
-                              "last_error = ? WHERE id = ?", (ts(next_at), error, entry_id))
+                              "last_error = ?, claimed_by = NULL, claim_until = NULL "
+                              "WHERE id = ?", (ts(next_at), error, entry_id))
 
     def mark_dead(self, entry_id: int, error: str, now: datetime) -> None:
         """A permanent failure: a dead letter, kept for ``tickets list``."""
@@ -575,8 +758,8 @@ class Store:
     def retry_dead(self, now: datetime, entry_ids: Sequence[int] = ()) -> int:
         """Queue dead letters (those of ``entry_ids``, else all) for delivery again; returns how
         many. Their order is kept, so a retried open goes before its retried resolve."""
-        sql = ("UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, done_at = NULL "
-               "WHERE state = 'dead'")
+        sql = ("UPDATE outbox SET state = 'pending', attempts = 0, next_at = ?, done_at = NULL, "
+               "claimed_by = NULL, claim_until = NULL WHERE state = 'dead'")
         args: list[Any] = [ts(now)]
         if entry_ids:
             sql += f" AND id IN ({', '.join('?' * len(entry_ids))})"
@@ -587,7 +770,8 @@ class Store:
     def _finish(self, entry_id: int, state: OutboxState, error: str | None,
                 now: datetime) -> None:
         self.conn.execute("UPDATE outbox SET state = ?, last_error = COALESCE(?, last_error), "
-                          "done_at = ? WHERE id = ?", (state.value, error, ts(now), entry_id))
+                          "done_at = ?, claimed_by = NULL, claim_until = NULL WHERE id = ?",
+                          (state.value, error, ts(now), entry_id))
 
     # -- silences ------------------------------------------------------------------------------
 
@@ -613,6 +797,68 @@ class Store:
         with self.transaction():
             cur = self.conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,))
         return cur.rowcount > 0
+
+    # -- fleet: agents and leases (agent/fleet/placement.py) -----------------------------------
+
+    def heartbeat(self, name: str, location: str | None, token: str, version: str,
+                  started_at: datetime, now: datetime) -> None:
+        """Record that agent ``name`` (process ``token``) is alive at ``now``."""
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO agents (name, location, token, version, started_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "location = excluded.location, token = excluded.token, "
+                "version = excluded.version, started_at = excluded.started_at, "
+                "heartbeat_at = excluded.heartbeat_at",
+                (name, location, token, version, ts(started_at), ts(now)))
+
+    def fleet_agents(self, seen_since: datetime) -> list[FleetAgent]:
+        """Agents that sent a heartbeat since ``seen_since``, by name."""
+        rows = self.conn.execute("SELECT * FROM agents WHERE heartbeat_at >= ? ORDER BY name",
+                                 (ts(seen_since),))
+        return [FleetAgent(r["name"], r["location"], r["version"],
+                           dt(r["started_at"]) or seen_since, dt(r["heartbeat_at"]) or seen_since)
+                for r in rows]
+
+    def forget_agents(self, silent_since: datetime) -> int:
+        """Delete agents without a heartbeat since ``silent_since``; returns how many."""
+        with self.transaction():
+            return self.conn.execute("DELETE FROM agents WHERE heartbeat_at < ?",
+                                     (ts(silent_since),)).rowcount
+
+    def claim_lease(self, site: str, check: str, holder: str, token: str, now: datetime,
+                    expires_at: datetime) -> LeaseClaim:
+        """Take or renew the lease of ``site``/``check`` for process ``token`` until
+        ``expires_at``: a compare-and-set that wins when there is no lease yet, when ``token``
+        holds it already, or when it expired before ``now``; the row count says who won."""
+        with self.transaction():
+            before = self.conn.execute("SELECT holder, token, expires_at FROM leases WHERE "
+                                       "site = ? AND check_name = ?", (site, check)).fetchone()
+            won = self.conn.execute(
+                "INSERT INTO leases (site, check_name, holder, token, acquired_at, renewed_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, check_name) "
+                "DO UPDATE SET holder = excluded.holder, token = excluded.token, "
+                "acquired_at = CASE WHEN leases.token = excluded.token "
+                "THEN leases.acquired_at ELSE excluded.acquired_at END, "
+                "renewed_at = excluded.renewed_at, expires_at = excluded.expires_at "
+                "WHERE leases.token = excluded.token OR leases.expires_at < excluded.renewed_at",
+                (site, check, holder, token, ts(now), ts(now), ts(expires_at))).rowcount == 1
+        mine = before is not None and before["token"] == token
+        if won:
+            taken_from = None if mine or before is None else str(before["holder"])
+            return LeaseClaim(True, holder, expires_at, mine, taken_from)
+        assert before is not None  # a lost claim means another process's live lease was there
+        return LeaseClaim(False, str(before["holder"]), dt(before["expires_at"]) or now)
+
+    def release_leases(self, token: str, keys: Sequence[tuple[str, str]] | None = None) -> int:
+        """Give up the leases process ``token`` holds (all, or those of the ``(site, check)``
+        ``keys``): the others take over at their next run; returns how many."""
+        with self.transaction():
+            if keys is None:
+                return self.conn.execute("DELETE FROM leases WHERE token = ?", (token,)).rowcount
+            return sum(self.conn.execute("DELETE FROM leases WHERE token = ? AND site = ? AND "
+                                         "check_name = ?", (token, site, check)).rowcount
+                       for site, check in keys)
 
     def integrity_ok(self) -> bool:
         """The backend's consistency check passes (SQLite ``PRAGMA integrity_check``;

@@ -37,7 +37,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_incidents(tmp_path: Path
     old.close()
     store = Store(path)
     try:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         (incident,) = store.incidents()
         assert (incident.site, incident.state, incident.level) == ("shop", Phase.OPEN, Level.L1)
         store.save_track("storewatch-aaaaaaaaaaaa", Track(phase=Phase.OPEN))  # v2 table

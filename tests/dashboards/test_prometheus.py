@@ -57,9 +57,10 @@ async def _ok(request: web.Request) -> web.StreamResponse:
                         content_type="text/html")
 
 
-def agent_config(store: str, secure: str, ca: Path, mail_cmd: str) -> Config:
+def agent_config(store: str, secure: str, ca: Path, mail_cmd: str, state_dir: Path) -> Config:
     return Config.model_validate({
-        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "name": "probe-1", "location": "fra"},
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "name": "probe-1", "location": "fra",
+                  "state_dir": str(state_dir)},
         "defaults": {"interval": "1s", "timeout": "0.8s"},
         "sites": [
             {"name": "demo", "base_url": store,
@@ -87,7 +88,7 @@ async def running_agent(store: DemoStore, tls_material: TLSMaterial,
     marked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", MARKER])
     async with serve({"/": _ok}, ctx) as secure:
         agent = Agent("test.yaml", agent_config(store.url, secure, tls_material.ca_cert,
-                                                str(mail)))
+                                                str(mail), tmp_path / "state"))
         task = asyncio.create_task(agent.serve())
         try:
             yield agent

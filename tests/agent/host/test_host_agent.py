@@ -21,9 +21,9 @@ from tests.agent.host.conftest import MARKER
 from tests.conftest import storewatch
 
 
-def host_config(url: str, mail_cmd: str) -> Config:
+def host_config(url: str, mail_cmd: str, state_dir: Path) -> Config:
     return Config.model_validate({
-        "agent": {"listen": "127.0.0.1:0", "jitter": 0},
+        "agent": {"listen": "127.0.0.1:0", "jitter": 0, "state_dir": str(state_dir)},
         "sites": [{"name": "shop", "base_url": url, "interval": "1s", "timeout": "0.8s",
                    "checks": [{"name": "home"}]}],
         "host": {"site": "shop", "interval": "1s", "reading_timeout": "0.5s",
@@ -39,7 +39,7 @@ async def agent(store: DemoStore, tmp_path: Path,
     mail = tmp_path / "queue"
     mail.write_text('#!/bin/sh\necho \'{"messages": 9, "oldest_age_seconds": 120}\'\n')
     mail.chmod(0o755)
-    running = Agent("test.yaml", host_config(store.url, str(mail)))
+    running = Agent("test.yaml", host_config(store.url, str(mail), tmp_path / "state"))
     task = asyncio.create_task(running.serve())
     try:
         for _ in range(100):
@@ -127,7 +127,7 @@ async def test_node_metrics_off_keeps_findings_but_exports_no_machine_series(
     mail = tmp_path / "queue"
     mail.write_text('#!/bin/sh\necho \'{"messages": 9, "oldest_age_seconds": 120}\'\n')
     mail.chmod(0o755)
-    config = host_config(store.url, str(mail))
+    config = host_config(store.url, str(mail), tmp_path / "state")
     assert config.host is not None
     config = config.model_copy(update={"host": config.host.model_copy(
         update={"node_metrics": False})})
