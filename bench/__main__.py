@@ -4,7 +4,8 @@ Starts nginx (HTTP + HTTPS with an openssl-made certificate) and blackbox_export
 127.0.0.1, runs goals 1-6 (see README "Performance"; goals 3 and 6 against the bundled demo
 store in its own process), and prints the markdown table and the machine description; ``--out
 FILE`` also writes them (with the hot-path profiles next to it). Installs the two Debian
-packages when missing and running as root.
+packages when missing and running as root. ``python -m bench fleet [--quick]``: the fleet
+figures (bench/goal_fleet.py: agents and writers sharing one PostgreSQL store).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ def _scrape(sites: int) -> tuple[list[Row], dict[str, float]]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["fleet"]:  # issue 15: agents sharing one PostgreSQL store
+        from bench import goal_fleet
+
+        goal_fleet.main(sys.argv[2:])
+        return
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--out", type=Path, help="also write the table and machine to this file")
     p.add_argument("--reps", type=int, default=3, help="goal 1 repetitions (default 3)")

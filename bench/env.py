@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PAGE = ("<!doctype html><html><head><title>storewatch bench</title></head><body>"
         "<main id=\"maincontent\"><h1>storewatch bench target</h1>"
@@ -75,7 +76,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
     raise RuntimeError(f"{what} did not open 127.0.0.1:{port}")
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[Any]) -> None:
     """Terminate ``proc`` (kill it after 5 s) and reap it."""
     if proc.poll() is None:
         proc.terminate()

@@ -24,6 +24,14 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile, nearest rank below (0 for no values)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def spread(values: list[float], fmt: str = "{:.3f}") -> str:
     """``median (min-max)``."""
     if not values:

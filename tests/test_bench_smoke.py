@@ -69,3 +69,27 @@ async def test_detection_rep_opens_no_earlier_than_the_confirmations_allow(
     assert 0 < r["first_seen_s"] <= r["open_s"] <= r["ticket_s"]
     assert r["open_s"] >= r["minimum_s"] - 0.05  # two failing runs, never one
     assert not store.faults  # switched off again
+
+
+@pytest.mark.slow
+def test_fleet_quick_run_measures_agents_and_both_store_paths(tmp_path: Path) -> None:
+    """``python -m bench fleet --quick``: a PostgreSQL cluster, 1 and 3 real agents, writers on
+    both backends; every figure present and plausible (no timing asserted)."""
+    out = tmp_path / "fleet.md"
+    subprocess.run([sys.executable, "-m", "bench", "fleet", "--quick", "--out", str(out)],
+                   cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert [r["agents"] for r in raw["agents"]] == [1, 3]
+    for r in raw["agents"]:
+        assert r["runs"] > 0 and r["due"] > 0 and r["p99_lateness_s"] > 0
+        assert r["db_cpu_share"] > 0  # the agents' store is the cluster
+    for backend in ("postgresql", "sqlite"):
+        assert [r["writers"] for r in raw[backend]] == [1, 3]
+        for r in raw[backend]:
+            assert r["n"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
+            assert 0 < r["hold_ms"] <= r["mean_ms"]  # the lock is held inside the transaction
+    assert all(r["db_cpu_per_1000"] > 0 for r in raw["postgresql"])
+    assert all(r["db_cpu_per_1000"] == 0 for r in raw["sqlite"])  # no server process
+    seq = raw["sequential"]
+    assert [r["n"] for r in seq["sqlite"]] == [r["n"] for r in seq["postgresql"]] == [100]
+    assert "| F3 | SQLite path" in out.read_text()
