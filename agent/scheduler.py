@@ -30,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -336,9 +338,30 @@ class CheckScheduler:
             log.info("%s still running at its next start; run skipped", event.job_id)
 
 
+class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 has no type hints
+    """An interval trigger whose jitter does not drift: each run is due at its slot on the grid
+    ``start + k x interval`` plus a fresh random delay. APScheduler's own IntervalTrigger adds
+    the interval to the previous, already delayed fire time, so the delays add up and a check
+    runs every interval x (1 + jitter / 2) on average (5 % fewer runs with the default 0.1)."""
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None,
+                           now: datetime) -> datetime | None:
+        if previous_fire_time is None:
+            first: datetime | None = super().get_next_fire_time(None, now)
+            return first
+        start = self.start_date.timestamp()
+        slot = math.floor((previous_fire_time.timestamp() - start) / self.interval_length) + 1
+        due = start + slot * self.interval_length
+        if self.jitter:
+            due += random.uniform(0, self.jitter)
+        if self.end_date and due > self.end_date.timestamp():
+            return None
+        return datetime.fromtimestamp(due, tz=self.timezone)
+
+
 def _trigger(interval: float, start: datetime, jitter: float) -> IntervalTrigger:
-    return IntervalTrigger(seconds=interval, start_date=start, jitter=interval * jitter or None,
-                           timezone=UTC)
+    return GridTrigger(seconds=interval, start_date=start, jitter=interval * jitter or None,
+                       timezone=UTC)
 
 
 class _SchedulerCollector(Collector):

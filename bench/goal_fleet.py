@@ -8,8 +8,8 @@ PID, ``fsync=off`` as the tests run it), and:
   share one PostgreSQL database. One check per site in ten asks for a page the store does not
   have (404 → an open incident whose track every run updates), the rest pass. After a warm-up,
   each agent's ``/metrics`` is read at the start and end of a window: runs done against runs due
-  (``storewatch_probe_runs_total``; due at the mean period interval x (1 + jitter / 2), as
-  APScheduler adds each run's jitter to the last jittered fire time) and p99 lateness from
+  (``storewatch_probe_runs_total``; due once per interval: the scheduler's jitter delays each
+  run within its slot and does not drift) and p99 lateness from
   ``storewatch_scheduler_lateness_seconds`` (the bucket bound the 99th percentile falls in;
   buckets 5, 10, 25, 50, 100, 250 ms ...).
 - **F2, writers**: bench/store_worker.py processes drive ``IncidentEngine.handle`` on a real
@@ -54,8 +54,7 @@ DOC_SQLITE_MS = (1.0, 1.8)
 """docs/performance.md, "Incident store": SQLite p50 / p99 of one ``engine.handle``."""
 CHECKS_PER_SITE = 10
 JITTER = 0.1
-"""``agent.jitter`` (the default). APScheduler adds each run's random delay to the previous,
-jittered fire time, so a check's mean period is interval x (1 + jitter / 2)."""
+"""``agent.jitter`` (the default): a random delay within each run's slot of the interval."""
 _SAMPLE = re.compile(r'^(\w+)(?:\{([^}]*)\})? (\S+)$', re.M)
 
 
@@ -338,7 +337,7 @@ def agents_step(n: int, sizes: Sizes, store_url: str, state: str, server_pid: in
         cpu1 = [env.proc_cpu_s(p.pid) for p, _ in procs]
     wall = t1 - t0
     runs = sum(_runs(a) - _runs(b) for b, a in zip(before, after, strict=True))
-    period = sizes.interval * (1 + JITTER / 2)
+    period = sizes.interval
     due = (sizes.checks // CHECKS_PER_SITE * CHECKS_PER_SITE) / period * wall
     queue = max(a.get("storewatch_incident_queue_length{}", 0.0) for a in after)
     return {"agents": n, "window_s": wall, "runs": runs, "due": due, "on_schedule": runs / due,
