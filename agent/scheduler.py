@@ -349,9 +349,13 @@ class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 has n
         if previous_fire_time is None:
             first: datetime | None = super().get_next_fire_time(None, now)
             return first
-        start = self.start_date.timestamp()
-        slot = math.floor((previous_fire_time.timestamp() - start) / self.interval_length) + 1
+        start, previous = self.start_date.timestamp(), previous_fire_time.timestamp()
+        # the slot the previous run belonged to (1 ms of slack: datetimes round to 1 µs, so an
+        # unjittered run at start + k x interval may read as a hair before its slot)
+        slot = math.floor((previous - start + 0.001) / self.interval_length) + 1
         due = start + slot * self.interval_length
+        while due <= previous:  # never the same or an earlier time again
+            due += self.interval_length
         if self.jitter:
             due += random.uniform(0, self.jitter)
         if self.end_date and due > self.end_date.timestamp():

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from agent.config.schema import Config, PlannedCheck
@@ -180,14 +181,19 @@ async def test_reload_reschedules_only_what_changed(store: DemoStore) -> None:
     await runner.clients.aclose()
 
 
-def test_jittered_runs_stay_on_their_grid_and_do_not_drift() -> None:
-    """Each run is due in [start + k x interval, … + jitter]: the random delays do not add up
-    (APScheduler's own trigger drifts by jitter / 2 per run: 5 % fewer runs at jitter 0.1)."""
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    trigger = _trigger(10.0, start, 0.1)
+@pytest.mark.parametrize(("interval", "jitter"), [(10.0, 0.1), (0.3, 0.0), (0.3, 0.5),
+                                                  (1 / 3, 0.0)])
+def test_jittered_runs_stay_on_their_grid_and_do_not_drift(interval: float,
+                                                          jitter: float) -> None:
+    """Each run is due in [start + k x interval, … + jitter x interval]: the random delays do not
+    add up (APScheduler's own trigger drifts by jitter / 2 per run: 5 % fewer runs at 0.1), and
+    without jitter every run is one interval after the last (never the same time again, which
+    would make APScheduler loop on a late job)."""
+    start = datetime(2026, 1, 1, 0, 0, 0, 123457, tzinfo=UTC)
+    trigger = _trigger(interval, start, jitter)
     fire: datetime | None = None
-    for k in range(1000):
+    for k in range(3000):
         fire = trigger.get_next_fire_time(fire, start)
         assert fire is not None
-        offset = (fire - start).total_seconds() - 10.0 * k
-        assert 0.0 <= offset <= 1.0, (k, offset)
+        offset = (fire - start).total_seconds() - trigger.interval_length * k  # 1 µs steps
+        assert -1e-5 <= offset <= interval * jitter + 1e-5, (k, offset)
