@@ -20,6 +20,7 @@ around this process (the whole tree is reaped into it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from agent.browser.runtime import BrowserRuntime, close_shared_runtime
+from agent.browser.runtime import BrowserRuntime, become_subreaper, close_shared_runtime
 from agent.config.schema import Config
 from agent.httpclient import HttpClients
 from agent.probes import PROBES
@@ -81,8 +82,9 @@ def process_role(proc: psutil.Process) -> str:
     return {"gpu-process": "gpu"}.get(kind, kind)
 
 
-def tree_split() -> dict[str, int]:
-    """PSS in bytes of this process's tree, summed per process role (``process_role``)."""
+def tree_split(cpu: dict[int, tuple[str, float]] | None = None) -> dict[str, int]:
+    """PSS in bytes of this process's tree, summed per process role (``process_role``);
+    ``cpu`` gets each process's role and CPU seconds so far."""
     me = psutil.Process()
     try:
         procs = [me, *me.children(recursive=True)]
@@ -92,13 +94,16 @@ def tree_split() -> dict[str, int]:
     for proc in procs:
         try:
             text = Path(f"/proc/{proc.pid}/smaps_rollup").read_text()
-        except OSError:
+            times = proc.cpu_times()
+        except (OSError, psutil.Error):
             continue
         pss = next((int(line.split()[1]) * 1024 for line in text.splitlines()
                     if line.startswith("Pss:")), 0)
         role = process_role(proc)
         split[role] = split.get(role, 0) + pss
         split[role + "#"] = split.get(role + "#", 0) + 1
+        if cpu is not None:
+            cpu[proc.pid] = (role, times.user + times.system)
     return split
 
 
@@ -110,6 +115,8 @@ class PeakPss:
         self.interval = interval
         self.peak = 0
         self.peak_split: dict[str, int] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}
+        """Per process: its role and CPU seconds at the last sample that saw it."""
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -119,11 +126,18 @@ class PeakPss:
     def _run(self) -> None:
         start = time.monotonic()
         while not self._stop.wait(self.interval):
-            split = tree_split()
+            split = tree_split(self.cpu)
             pss = sum(v for k, v in split.items() if not k.endswith("#"))
             if pss > self.peak:
                 self.peak, self.peak_split = pss, split
             self.samples.append((time.monotonic() - start, pss))
+
+    def cpu_split(self) -> dict[str, float]:
+        """CPU seconds per process role, as far as the samples saw them."""
+        out: dict[str, float] = {}
+        for role, seconds in self.cpu.values():
+            out[role] = round(out.get(role, 0.0) + seconds, 2)
+        return out
 
     def stop(self) -> None:
         """End sampling."""
@@ -268,8 +282,30 @@ async def _bare(url: str, n: int, pages: int) -> dict[str, Any]:
     return {"journeys": done, "failed": 0, "restarts": {}}
 
 
+def reap_descendants(timeout: float = 15.0) -> None:
+    """Wait for every process re-parented to this one (Chromium's zygote, renderers and
+    crashpad handlers outlive the browser by a moment); kill what is left after ``timeout``.
+    Only then is the whole tree's CPU in the caller's ``RUSAGE_CHILDREN``: an orphan that
+    init reaps takes its CPU (for a zygote: every renderer's) out of the measurement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            continue
+        if time.monotonic() > deadline:
+            for child in psutil.Process().children():
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
 def main() -> None:
     mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    become_subreaper()  # agent and bare alike: orphans are reaped here, counted in the tree
     pages = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     seconds = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     sampler = PeakPss(float(os.environ.get("BENCH_PSS_INTERVAL", "0.1")))
@@ -280,10 +316,12 @@ def main() -> None:
         out = asyncio.run(_agent(url, mode, n, pages, seconds))
     out["wall_s"] = time.perf_counter() - start
     sampler.stop()
+    reap_descendants()
     own = os.times()
     out["self_cpu_s"] = own.user + own.system
     out["peak_pss"] = sampler.peak
     out["peak_split"] = sampler.peak_split
+    out["cpu_split"] = sampler.cpu_split()
     out["pss_samples"] = sampler.samples[:: max(1, len(sampler.samples) // 400)]
     print(json.dumps(out))
 
