@@ -1,35 +1,52 @@
-"""One bench process: N journeys of one kind against the JS demo store, then a JSON line.
+"""One bench process: N journeys of one kind against one shop, then a JSON line.
 
 ``python -m bench.browser_worker MODE URL N [PAGES] [SECONDS]``; MODE is ``agent`` (the browser
 check through the agent's probe and shared runtime), ``http`` (the same journey as HTTP steps)
 or ``bare`` (a plain Playwright script doing the journey). PAGES journeys run at once; with
-SECONDS the worker runs journeys back to back for that long instead of N. A sampler thread
-reads the PSS of this process's whole tree (``smaps_rollup``) every ``$BENCH_PSS_INTERVAL`` s
-(default 0.1; 0: no sampler, for CPU runs: reading smaps_rollup costs CPU itself). The caller
-measures CPU with ``RUSAGE_CHILDREN`` around this process (the whole tree is reaped into it).
+SECONDS the worker runs journeys back to back for that long instead of N. ``$BENCH_SHOP``
+picks the shop and its journey: ``demo`` (default; the JS demo store,
+config/examples/demo-browser.yaml) or ``evershop`` (the real storefront of tests/realshop:
+the browser journey of tests/realshop/test_evershop_browser.py, the HTTP checkout steps of
+config/examples/evershop.yaml). ``$BENCH_CHROMIUM_ARGS`` (space-separated) adds Chromium
+flags to both the agent's and the bare script's launch, for flag experiments.
+
+A sampler thread reads the PSS of this process's whole tree (``smaps_rollup``) every
+``$BENCH_PSS_INTERVAL`` s (default 0.1; 0: no sampler, for CPU runs: reading smaps_rollup costs
+CPU itself) and keeps the per-process split (Python, driver, browser, renderers, GPU, network
+service, other utilities) of the peak sample. The caller measures CPU with ``RUSAGE_CHILDREN``
+around this process (the whole tree is reaped into it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.browser.runtime import BrowserRuntime, close_shared_runtime, tree_memory
+import psutil
+
+from agent.browser.runtime import BrowserRuntime, become_subreaper, close_shared_runtime
 from agent.config.schema import Config
 from agent.httpclient import HttpClients
 from agent.probes import PROBES
 from agent.probes.base import ProbeContext, run_guarded
 
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "examples" / "demo-browser.yaml"
+EVERSHOP_EXAMPLE = ROOT / "config" / "examples" / "evershop.yaml"
 CHROMIUM = "/usr/bin/chromium"
 SKU = "DS-TEST-SKU"
+SHOP = os.environ.get("BENCH_SHOP", "demo")
+EXTRA_ARGS = os.environ.get("BENCH_CHROMIUM_ARGS", "").split()
 
 HTTP_STEPS: list[dict[str, Any]] = [
     {"name": "home", "path": "/"},
@@ -46,12 +63,60 @@ HTTP_STEPS: list[dict[str, Any]] = [
 ]
 
 
+def process_role(proc: psutil.Process) -> str:
+    """What one process of the tree is: python, driver, browser, renderer, gpu, network, ..."""
+    try:
+        cmd = proc.cmdline()
+    except psutil.Error:
+        return "gone"
+    if proc.pid == os.getpid():
+        return "python"
+    joined = " ".join(cmd)
+    if "chrom" not in (cmd[0] if cmd else ""):
+        return "driver" if "node" in joined or "playwright" in joined else "other"
+    kind = next((a.split("=", 1)[1] for a in cmd if a.startswith("--type=")), "browser")
+    if kind == "utility":
+        sub = next((a.split("=", 1)[1] for a in cmd if a.startswith("--utility-sub-type=")), "")
+        return {"network.mojom.NetworkService": "network",
+                "storage.mojom.StorageService": "storage"}.get(sub, f"utility:{sub}")
+    return {"gpu-process": "gpu"}.get(kind, kind)
+
+
+def tree_split(cpu: dict[int, tuple[str, float]] | None = None) -> dict[str, int]:
+    """PSS in bytes of this process's tree, summed per process role (``process_role``);
+    ``cpu`` gets each process's role and CPU seconds so far."""
+    me = psutil.Process()
+    try:
+        procs = [me, *me.children(recursive=True)]
+    except psutil.Error:
+        procs = [me]
+    split: dict[str, int] = {}
+    for proc in procs:
+        try:
+            text = Path(f"/proc/{proc.pid}/smaps_rollup").read_text()
+            times = proc.cpu_times()
+        except (OSError, psutil.Error):
+            continue
+        pss = next((int(line.split()[1]) * 1024 for line in text.splitlines()
+                    if line.startswith("Pss:")), 0)
+        role = process_role(proc)
+        split[role] = split.get(role, 0) + pss
+        split[role + "#"] = split.get(role + "#", 0) + 1
+        if cpu is not None:
+            cpu[proc.pid] = (role, times.user + times.system)
+    return split
+
+
 class PeakPss:
-    """Samples the PSS of this process tree until stopped; keeps the peak and the samples."""
+    """Samples the PSS of this process tree until stopped; keeps the peak (and its per-process
+    split) and the samples."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.peak = 0
+        self.peak_split: dict[str, int] = {}
+        self.cpu: dict[int, tuple[str, float]] = {}
+        """Per process: its role and CPU seconds at the last sample that saw it."""
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -61,9 +126,18 @@ class PeakPss:
     def _run(self) -> None:
         start = time.monotonic()
         while not self._stop.wait(self.interval):
-            pss = tree_memory(os.getpid()).pss
-            self.peak = max(self.peak, pss)
+            split = tree_split(self.cpu)
+            pss = sum(v for k, v in split.items() if not k.endswith("#"))
+            if pss > self.peak:
+                self.peak, self.peak_split = pss, split
             self.samples.append((time.monotonic() - start, pss))
+
+    def cpu_split(self) -> dict[str, float]:
+        """CPU seconds per process role, as far as the samples saw them."""
+        out: dict[str, float] = {}
+        for role, seconds in self.cpu.values():
+            out[role] = round(out.get(role, 0.0) + seconds, 2)
+        return out
 
     def stop(self) -> None:
         """End sampling."""
@@ -72,9 +146,28 @@ class PeakPss:
             self._thread.join()
 
 
+def _evershop_config(url: str, mode: str, pages: int) -> Config:
+    """EverShop: the tests' browser journey, or the example's HTTP checkout steps."""
+    import yaml
+
+    if mode == "http":
+        example = yaml.safe_load(EVERSHOP_EXAMPLE.read_text())["sites"][0]
+        check = next(c for c in example["checks"] if c["name"] == "checkout")
+    else:
+        from tests.realshop.test_evershop_browser import JOURNEY
+
+        check = JOURNEY
+    return Config.model_validate({
+        "agent": {"state_dir": "/nonexistent-bench-state",
+                  "browser": {"executable_path": CHROMIUM, "max_pages": pages}},
+        "sites": [{"name": "evershop", "base_url": url, "checks": [check]}]})
+
+
 def _config(url: str, mode: str, pages: int) -> Config:
     import yaml
 
+    if SHOP == "evershop":
+        return _evershop_config(url, mode, pages)
     raw = yaml.safe_load(EXAMPLE.read_text())
     site = raw["sites"][0]
     site["base_url"] = url
@@ -92,6 +185,7 @@ async def _agent(url: str, mode: str, n: int, pages: int, seconds: float) -> dic
     from agent.browser import runtime as rt
 
     config = _config(url, mode, pages)
+    rt.CHROMIUM_ARGS = (*rt.CHROMIUM_ARGS, *EXTRA_ARGS)
     rt.configure(config.agent.browser)
     site = config.sites[0]
     spec = site.checks[0]
@@ -125,27 +219,57 @@ async def _agent(url: str, mode: str, n: int, pages: int, seconds: float) -> dic
             "journey_s": sorted(per_journey)[len(per_journey) // 2] if per_journey else 0.0}
 
 
+async def _evershop_journey(page: Page, url: str) -> None:
+    """tests/realshop/test_evershop_browser.py's journey, by hand: product, variant, add to
+    cart (mini cart), cart, checkout, address until the shipping method shows."""
+    from tests.realshop.evershop import TEST_PRODUCT_PATH
+
+    add = page.locator('button:has-text("Add to cart")')
+    await page.goto(url + TEST_PRODUCT_PATH)
+    await add.first.wait_for()
+    await page.locator('button:has-text("White")').first.click()
+    await page.wait_for_url("**color=**")
+    await add.first.click()
+    await page.locator(".minicart__items__container").first.wait_for()
+    await page.goto(url + "/cart")
+    await page.get_by_text("Proceed to checkout").first.wait_for()
+    await page.goto(url + "/checkout")
+    postcode = page.locator("input[name='shippingAddress.postcode']")
+    await postcode.wait_for()
+    for box, option in (("Country", "United States"), ("Province", "California")):
+        await page.locator(f'button[role=combobox]:has-text("{box}")').first.click()
+        await page.locator(f'[role=option]:has-text("{option}")').first.click()
+    await postcode.fill("90001")
+    await page.get_by_text("Flat rate").first.wait_for(timeout=15000)
+
+
+async def _demo_journey(page: Page, url: str) -> None:
+    """config/examples/demo-browser.yaml's journey, by hand."""
+    await page.goto(url + "/")
+    button = page.locator(f"li.product-item[data-sku='{SKU}'] button.tocart")
+    await button.click()
+    await page.get_by_text("to your shopping cart").wait_for()
+    await page.goto(url + "/cart")
+    await page.locator("tr.cart-item").first.wait_for()
+    await page.locator("a.action.checkout").click()
+    await page.locator(".payment-method").first.wait_for()
+
+
 async def _bare(url: str, n: int, pages: int) -> dict[str, Any]:
     """The journey as a plain Playwright script: what anyone would write by hand."""
     from playwright.async_api import async_playwright
 
+    steps = _evershop_journey if SHOP == "evershop" else _demo_journey
     done = 0
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                          args=["--no-sandbox", "--disable-gpu"])
+                                          args=["--no-sandbox", "--disable-gpu", *EXTRA_ARGS])
 
         async def journey() -> None:
             nonlocal done
             context = await browser.new_context()
             page = await context.new_page()
-            await page.goto(url + "/")
-            button = page.locator(f"li.product-item[data-sku='{SKU}'] button.tocart")
-            await button.click()
-            await page.get_by_text("to your shopping cart").wait_for()
-            await page.goto(url + "/cart")
-            await page.locator("tr.cart-item").first.wait_for()
-            await page.locator("a.action.checkout").click()
-            await page.locator(".payment-method").first.wait_for()
+            await steps(page, url)
             await context.close()
             done += 1
 
@@ -158,8 +282,30 @@ async def _bare(url: str, n: int, pages: int) -> dict[str, Any]:
     return {"journeys": done, "failed": 0, "restarts": {}}
 
 
+def reap_descendants(timeout: float = 15.0) -> None:
+    """Wait for every process re-parented to this one (Chromium's zygote, renderers and
+    crashpad handlers outlive the browser by a moment); kill what is left after ``timeout``.
+    Only then is the whole tree's CPU in the caller's ``RUSAGE_CHILDREN``: an orphan that
+    init reaps takes its CPU (for a zygote: every renderer's) out of the measurement."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid:
+            continue
+        if time.monotonic() > deadline:
+            for child in psutil.Process().children():
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            deadline = float("inf")
+        time.sleep(0.05)
+
+
 def main() -> None:
     mode, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    become_subreaper()  # agent and bare alike: orphans are reaped here, counted in the tree
     pages = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     seconds = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     sampler = PeakPss(float(os.environ.get("BENCH_PSS_INTERVAL", "0.1")))
@@ -170,9 +316,12 @@ def main() -> None:
         out = asyncio.run(_agent(url, mode, n, pages, seconds))
     out["wall_s"] = time.perf_counter() - start
     sampler.stop()
+    reap_descendants()
     own = os.times()
     out["self_cpu_s"] = own.user + own.system
     out["peak_pss"] = sampler.peak
+    out["peak_split"] = sampler.peak_split
+    out["cpu_split"] = sampler.cpu_split()
     out["pss_samples"] = sampler.samples[:: max(1, len(sampler.samples) // 400)]
     print(json.dumps(out))
 
