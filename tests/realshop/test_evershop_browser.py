@@ -9,7 +9,7 @@ fails offline); each fault is its kind and level with a screenshot while the sho
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +87,10 @@ async def run(cfg: Config, check: str, baselines: BaselineStore) -> ProbeResult:
 
 
 @pytest.fixture
-def baselines(tmp_path: Path) -> AsyncIterator[BaselineStore]:
+def baselines(tmp_path: Path) -> Iterator[BaselineStore]:
     store = BaselineStore.open(tmp_path / "state")
     assert store is not None
-    yield store  # type: ignore[misc]
+    yield store
     store.close()
 
 
@@ -120,7 +120,7 @@ async def test_browser_only_fault_on_evershop(evershop_shop: EverShop, baselines
     assert page.success, page.findings
     result = await run(cfg, "journey", baselines)
     observed = Classifier(cfg).observe(result)
-    assert [(c.finding.kind, int(c.decision.level)) for c in observed.classified] == \
+    assert [(c.finding.kind, c.decision.level) for c in observed.classified] == \
         [(kind, level)], result.findings
     finding = result.findings[0]
     assert Path(finding.evidence.details["screenshot"]).read_bytes()[:4] == b"\x89PNG"
