@@ -13,8 +13,11 @@ flags to both the agent's and the bare script's launch, for flag experiments.
 A sampler thread reads the PSS of this process's whole tree (``smaps_rollup``) every
 ``$BENCH_PSS_INTERVAL`` s (default 0.1; 0: no sampler, for CPU runs: reading smaps_rollup costs
 CPU itself) and keeps the per-process split (Python, driver, browser, renderers, GPU, network
-service, other utilities) of the peak sample. The caller measures CPU with ``RUSAGE_CHILDREN``
-around this process (the whole tree is reaped into it).
+service, other utilities) of the peak sample. Each sample also holds the tree's private PSS
+(``Pss_Anon`` + ``Pss_Shmem``): heap and Chromium's shared memory live only in this tree, so
+unlike file-backed pages (the Chromium binary, fonts) no other process on the host can lower it
+by mapping the same file — the soak's growth measure on a host that is not quiet. The caller
+measures CPU with ``RUSAGE_CHILDREN`` around this process (the whole tree is reaped into it).
 """
 
 from __future__ import annotations
@@ -82,9 +85,22 @@ def process_role(proc: psutil.Process) -> str:
     return {"gpu-process": "gpu"}.get(kind, kind)
 
 
-def tree_split(cpu: dict[int, tuple[str, float]] | None = None) -> dict[str, int]:
+def rollup_fields(text: str) -> dict[str, int]:
+    """The byte counts of one ``/proc/PID/smaps_rollup`` text, by field (``Pss``,
+    ``Pss_Anon``, ...)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0].endswith(":") and parts[2] == "kB":
+            out[parts[0][:-1]] = int(parts[1]) * 1024
+    return out
+
+
+def tree_split(cpu: dict[int, tuple[str, float]] | None = None,
+               private: list[int] | None = None) -> dict[str, int]:
     """PSS in bytes of this process's tree, summed per process role (``process_role``);
-    ``cpu`` gets each process's role and CPU seconds so far."""
+    ``cpu`` gets each process's role and CPU seconds so far; ``private`` (one element) gets
+    the tree's ``Pss_Anon + Pss_Shmem`` in bytes."""
     me = psutil.Process()
     try:
         procs = [me, *me.children(recursive=True)]
@@ -97,8 +113,10 @@ def tree_split(cpu: dict[int, tuple[str, float]] | None = None) -> dict[str, int
             times = proc.cpu_times()
         except (OSError, psutil.Error):
             continue
-        pss = next((int(line.split()[1]) * 1024 for line in text.splitlines()
-                    if line.startswith("Pss:")), 0)
+        fields = rollup_fields(text)
+        pss = fields.get("Pss", 0)
+        if private is not None:
+            private[0] += fields.get("Pss_Anon", 0) + fields.get("Pss_Shmem", 0)
         role = process_role(proc)
         split[role] = split.get(role, 0) + pss
         split[role + "#"] = split.get(role + "#", 0) + 1
@@ -117,7 +135,8 @@ class PeakPss:
         self.peak_split: dict[str, int] = {}
         self.cpu: dict[int, tuple[str, float]] = {}
         """Per process: its role and CPU seconds at the last sample that saw it."""
-        self.samples: list[tuple[float, int]] = []
+        self.samples: list[tuple[float, int, int]] = []
+        """``(seconds since start, tree PSS, tree private PSS)`` in bytes."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         if interval > 0:
@@ -126,11 +145,12 @@ class PeakPss:
     def _run(self) -> None:
         start = time.monotonic()
         while not self._stop.wait(self.interval):
-            split = tree_split(self.cpu)
+            private = [0]
+            split = tree_split(self.cpu, private)
             pss = sum(v for k, v in split.items() if not k.endswith("#"))
             if pss > self.peak:
                 self.peak, self.peak_split = pss, split
-            self.samples.append((time.monotonic() - start, pss))
+            self.samples.append((time.monotonic() - start, pss, private[0]))
 
     def cpu_split(self) -> dict[str, float]:
         """CPU seconds per process role, as far as the samples saw them."""

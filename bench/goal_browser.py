@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from bench import env
@@ -102,8 +103,9 @@ def _worker(url: str, mode: str, n: int, pages: int = 1, seconds: float = 0.0,
 
 
 def run(shop: str, parts: set[str], journeys: int, window: float,
-        duration: float) -> tuple[list[Row], dict[str, Any]]:
-    """The measurements named in ``parts``; the table rows and the raw figures."""
+        duration: float, samples_file: Path | None = None) -> tuple[list[Row], dict[str, Any]]:
+    """The measurements named in ``parts``; the table rows and the raw figures (the soak's
+    ``[t, pss, private]`` samples also go to ``samples_file`` when given)."""
     raw: dict[str, Any] = {}
     os.environ["BENCH_SHOP"] = shop
     with shop_url(shop) as url:
@@ -124,8 +126,14 @@ def run(shop: str, parts: set[str], journeys: int, window: float,
             raw["window_failed"] = doc["failed"]
         if "soak" in parts:
             _, doc = _worker(url, "agent", 0, 1, seconds=duration, pss_interval=1.0)
-            soak = trend(doc["pss_samples"], min(300.0, duration / 4))
+            edge = min(300.0, duration / 4)
+            samples = doc["pss_samples"]
+            soak = trend([(t, pss) for t, pss, _ in samples], edge)
             raw.update({f"soak_{k}": v for k, v in soak.items()})
+            private = trend([(t, priv) for t, _, priv in samples], edge)
+            raw.update({f"soak_private_{k}": v for k, v in private.items()})
+            if samples_file is not None:
+                samples_file.write_text(json.dumps(samples))
             raw["soak_journeys"] = doc["journeys"]
             raw["soak_failed"] = doc["failed"]
             raw["soak_restarts"] = doc["restarts"]
@@ -166,6 +174,16 @@ def rows(r: dict[str, Any], window: float, duration: float, shop: str) -> list[R
                        f"restarts {r['soak_restarts']}, {r['soak_failed']} runs with findings",
                        f"{r['soak_last'] / r['soak_first']:.2f}x", "no growth (<= 1.1x)",
                        "yes" if r["soak_last"] <= 1.1 * r["soak_first"] else "no"))
+        out.append(Row("B4", "... private PSS (anon + shmem: not lowered by other processes "
+                             "mapping Chromium's files)",
+                       f"median first {edge:.0f} min {r['soak_private_first']:.0f} MiB, last "
+                       f"{edge:.0f} min {r['soak_private_last']:.0f} MiB, "
+                       f"max {r['soak_private_max']:.0f} MiB, "
+                       f"slope {r['soak_private_slope_mib_h']:+.1f} MiB/h", "",
+                       f"{r['soak_private_last'] / r['soak_private_first']:.2f}x",
+                       "no growth (<= 1.1x)",
+                       "yes" if r["soak_private_last"] <= 1.1 * r["soak_private_first"]
+                       else "no"))
     return out
 
 
@@ -179,12 +197,14 @@ def main() -> None:
     p.add_argument("--window", type=float, default=60.0, help="throughput window, s")
     p.add_argument("--duration", type=float, default=600.0,
                    help="soak duration, s (the issue's goal: 7200)")
+    p.add_argument("--samples", type=Path, default=None,
+                   help="write the soak's [seconds, PSS, private PSS] samples (bytes) as JSON")
     a = p.parse_args()
     parts = {x.strip() for x in a.parts.split(",") if x.strip()}
     if not parts or parts - set(PARTS):
         p.error(f"--parts: choose from {','.join(PARTS)}")
     started = time.perf_counter()
-    found, raw = run(a.shop, parts, a.journeys, a.window, a.duration)
+    found, raw = run(a.shop, parts, a.journeys, a.window, a.duration, a.samples)
     print(table(found))
     for key in sorted(k for k in raw if k.startswith("split_")):
         print(f"{key}: {raw[key]}")
