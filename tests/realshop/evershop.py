@@ -86,6 +86,8 @@ FAULTS = {
     "js_error": "browser-only: a script in every page makes add-to-cart throw",
     "skimmer_dynamic": "browser-only: cart/checkout pages inject a script from "
                        "http://localhost:PORT at run time",
+    "slow_render": "browser-only: product and other catalog pages carry an anti-flicker tag "
+                   "that hides the page for 6 s (its largest paint comes 6 s late)",
 }
 """Faults of ``EverShop.set_faults`` (implemented in evershop_preload.cjs)."""
 

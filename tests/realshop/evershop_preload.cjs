@@ -16,6 +16,9 @@
 //    js_error: true            a script in every page makes add-to-cart throw (TypeError)
 //    skimmer_dynamic: true     a "tag" in cart/checkout pages injects a script from
 //                              http://localhost:PORT at run time (another origin)
+//    slow_render: true         pages other than cart/checkout carry an "anti-flicker" tag
+//                              (as A/B-testing tools ship) that hides the page for 6 s, so
+//                              its largest paint comes 6 s late
 'use strict';
 const fs = require('fs');
 const http = require('http');
@@ -145,6 +148,12 @@ function skimmerTag(port) {
     `s.src="http://localhost:${port}/__storewatch_test/collect.js";document.head.appendChild(s);})();</script>`;
 }
 
+// slow_render: an A/B-testing "anti-flicker" snippet hides the page until its experiment
+// script answers, here after 6 s; the HTML is unchanged otherwise and stays 200.
+const SLOW_RENDER_TAG = '<style id="storewatch-anti-flicker">body{visibility:hidden!important}</style>' +
+  '<script>setTimeout(function(){var s=document.getElementById("storewatch-anti-flicker");' +
+  'if(s)s.remove();},6000);</script>';
+
 function injectJsFaults(req, res, f, port) {
   const url = req.url || '/';
   if (f.js_bundle && /^\/assets\/frontStore\/.*\.js(\?|$)/.test(url)) {
@@ -152,10 +161,12 @@ function injectJsFaults(req, res, f, port) {
     return;
   }
   const skim = f.skimmer_dynamic && /^\/(cart|checkout)(\/|\?|$)/.test(url);
-  if (!f.js_error && !skim) return;
+  const hide = f.slow_render && !/^\/(cart|checkout|api)(\/|\?|$)/.test(url);
+  if (!f.js_error && !skim && !hide) return;
   rewriteBody(req, res, (buf, type) => {
     if (!type.includes('text/html')) return buf;
-    const tags = (f.js_error ? JS_ERROR_TAG : '') + (skim ? skimmerTag(port) : '');
+    const tags = (f.js_error ? JS_ERROR_TAG : '') + (skim ? skimmerTag(port) : '') +
+      (hide ? SLOW_RENDER_TAG : '');
     return Buffer.from(buf.toString('utf8').replace(/<head>/, '<head>' + tags), 'utf8');
   });
 }
@@ -184,7 +195,7 @@ http.Server.prototype.emit = function emit(event, req, res) {
     return true;
   }
   const run = () => {
-    if (f.js_bundle || f.js_error || f.skimmer_dynamic) {
+    if (f.js_bundle || f.js_error || f.skimmer_dynamic || f.slow_render) {
       injectJsFaults(req, res, f, (this.address() || {}).port);
     }
     if (f.checkout_500 && (/^\/checkout(\/|\?|$)/.test(url) ||

@@ -1,6 +1,7 @@
 """Browser journeys on a real JavaScript storefront: EverShop's add-to-cart, mini cart, cart and
 checkout (shipping methods appear once the address is given) in the real Chromium, with the
-three browser-only faults injected at the shop's level (tests/realshop/evershop_preload.cjs).
+browser-only faults injected at the shop's level (tests/realshop/evershop_preload.cjs): a broken
+bundle, a script error on add-to-cart, a skimmer injected at run time and a late largest paint.
 
 Healthy runs are clean despite the shop's own noise (its checkout requests Stripe's CDN, which
 fails offline); each fault is its kind and level with a screenshot while the shop's HTML stays
@@ -109,6 +110,7 @@ async def test_healthy_evershop_journey_is_clean_ten_runs_in_a_row(
     pytest.param("js_bundle", K.CHECKOUT_BROKEN, 1, id="js_bundle"),
     pytest.param("js_error", K.CHECKOUT_BROKEN, 1, id="js_error"),
     pytest.param("skimmer_dynamic", K.SECURITY_BREACH, 1, id="skimmer_dynamic"),
+    pytest.param("slow_render", K.SLOW_RESPONSE, 3, id="slow_render"),
 ])
 async def test_browser_only_fault_on_evershop(evershop_shop: EverShop, baselines: BaselineStore,
                                               fault: str, kind: K, level: int) -> None:
@@ -127,4 +129,8 @@ async def test_browser_only_fault_on_evershop(evershop_shop: EverShop, baselines
     if fault == "skimmer_dynamic":
         chain = finding.evidence.details["initiator_chain"]
         assert "localhost" in chain and "/checkout" in chain
+    if fault == "slow_render":  # the late paint, on the product page the journey opens
+        assert finding.evidence.details["metric"] == "lcp"
+        assert float(finding.evidence.details["value"]) > 4.0
+        assert TEST_PRODUCT_PATH in (finding.evidence.url or "")
     print(f"\n{fault}: {kind.value} L{level}: {finding.summary}")
