@@ -36,6 +36,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 from agent.config.secrets import scrub
 from agent.errors import PermanentSinkError, RetryableSinkError
@@ -47,6 +48,9 @@ from agent.state.thread import StoreThread, run_inline
 from classifier import Level
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 STATE_RETRY_SECONDS = 30.0
 """While the store cannot be written, how often a delivery pass is tried anyway."""
@@ -147,9 +151,11 @@ class Outbox:
         a reload), entries of sinks no longer configured become dead letters. ``wake`` wakes
         every worker."""
         workers: dict[str, asyncio.Task[None]] = {}
-        await self._release_predecessors()
+        released = await self._release_predecessors()
         try:
             while not stop.is_set():
+                if not released:  # the store was busy or down at start: until it works
+                    released = await self._release_predecessors()
                 for name in set(workers) - set(self.sinks):
                     workers.pop(name).cancel()
                     self._wakes.pop(name, None)
@@ -174,17 +180,27 @@ class Outbox:
                 task.cancel()
             await asyncio.gather(*workers.values(), return_exceptions=True)
 
-    async def _release_predecessors(self) -> None:
-        """Take back the claims this agent (same name, earlier process) held when it died."""
+    async def query(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` (a call on ``store``) in the store's own thread, like every
+        store call of the outbox: the store's connection must never be used by two threads at
+        once (on SQLite a read left open there makes the store thread's next write transaction
+        fail at once with "database is locked")."""
+        return await self._db(fn, *args, **kwargs)
+
+    async def _release_predecessors(self) -> bool:
+        """Take back the claims this agent (same name, earlier process) held when it died;
+        False if the store could not be asked (tried again on the next pass, so a crashed
+        agent's actions wait for its restart, not for the end of their lease)."""
         agent = self.claimer.partition("/")[0]
         try:
             released = await self._db(self.store.release_claims, agent, self.claimer)
         except Exception as exc:  # the workers report an unusable store
-            log.debug("could not release earlier claims: %s", exc)
-            return
+            log.debug("could not release earlier claims yet: %s", exc)
+            return False
         if released:
             log.warning("took back %d ticket action(s) an earlier run of agent %s had claimed "
                         "when it stopped", released, agent)
+        return True
 
     async def _sink_worker(self, name: str, stop: asyncio.Event, poll: float) -> None:
         """Deliver the due entries of one sink until ``stop`` (or the sink is removed)."""

@@ -8,7 +8,8 @@ outbox: they carry no news, are idempotent, and a missed one is repeated on the 
 
 The outbox still owns the incident's ``open`` (a re-send waits until the ticket is recorded) and
 its ``resolve``; if an incident is resolved while a re-send is in flight, the resolve is sent
-again after it so the re-sent firing alert cannot outlive the incident.
+again after it so the re-sent firing alert cannot outlive the incident. Its store reads go
+through the outbox's store thread (``Outbox.query``), like every other store call.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Resender:
         """Re-send every open incident whose interval has passed; returns how many were sent."""
         outbox = self._outbox()
         sinks = resending_sinks(outbox.sinks)
-        open_incidents = [r for r in outbox.store.active_incidents() if r.state is Phase.OPEN]
+        open_incidents = [r for r in await outbox.query(outbox.store.active_incidents)
+                          if r.state is Phase.OPEN]
         alive = {(r.id, name) for r in open_incidents for name in sinks}
         self._sent = {k: v for k, v in self._sent.items() if k in alive}
         self._failing &= alive
@@ -80,7 +82,7 @@ class Resender:
         return sent
 
     async def _resend(self, outbox: Outbox, record: IncidentRecord, name: str) -> bool:
-        ticket = outbox.store.ticket(record.id, name)
+        ticket = await outbox.query(outbox.store.ticket, record.id, name)
         sink = outbox.sinks.get(name)
         if ticket is None or ticket.state != "open" or sink is None:
             return False  # its open is not delivered yet (the outbox sends it), or it is over
@@ -89,7 +91,7 @@ class Resender:
         event = TicketEvent(EventKind.REMINDER, "still open", datetime.now(UTC))
         try:
             await sink.update(ref, incident_view(record, outbox.site_info(record.site)), event)
-            now = outbox.store.incident(record.id)
+            now = await outbox.query(outbox.store.incident, record.id)
             if now is not None and now.state is not Phase.OPEN:  # resolved meanwhile
                 await sink.resolve(ref, incident_view(now, outbox.site_info(now.site)))
         except SinkError as exc:

@@ -68,12 +68,23 @@ class Daemon:
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
         self.proc: asyncio.subprocess.Process | None = None
+        self._log_from = 0
 
     async def start(self) -> None:
+        self._log_from = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "agent", "run", "-c", str(self.config), cwd=ROOT,
                 stdout=out, stderr=out)
+
+    async def running(self, timeout: float = 60) -> None:
+        """Wait until this process has said "storewatch running" (imports, config and state
+        done: it probes and delivers from now on)."""
+        def said() -> bool:
+            with self.log.open("rb") as f:
+                f.seek(self._log_from)
+                return b"storewatch running" in f.read()
+        await wait_for(f"{self.config} running", said, timeout)
 
     async def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None
@@ -251,6 +262,15 @@ class RecordingReceiver(WebhookReceiver):
         return web.Response(status=204)
 
 
+def unsettled(tmp_path: Path) -> str:
+    """What is left unresolved or undelivered, and the end of the daemons' log (for a failure)."""
+    rows = query(tmp_path, "SELECT id, check_name, kind, state, level, first_seen FROM incidents "
+                           "WHERE state != 'resolved'")
+    rows += query(tmp_path, "SELECT * FROM outbox WHERE state != 'delivered'")
+    tail = (tmp_path / "daemon.log").read_text(errors="replace").splitlines()[-60:]
+    return "\n".join([str(dict(r)) for r in rows] + tail)
+
+
 KILLS = 50
 HOOK_SECRET = "kill-loop-hook-secret-0123"
 
@@ -281,6 +301,7 @@ async def test_sigkill_at_random_points_never_loses_or_duplicates_an_incident_or
         for _ in range(KILLS):
             agent = daemon(config)
             await agent.start()
+            await agent.running()  # killed while it works, not while Python imports
             deadline = time.monotonic() + rng.uniform(0.3, 1.3)
             while time.monotonic() < deadline:
                 store.set_faults(rng.choice([["server_error"], [], ["corrupt"], []]))
@@ -294,10 +315,13 @@ async def test_sigkill_at_random_points_never_loses_or_duplicates_an_incident_or
         await wait_for("the last incident", lambda: query(
             tmp_path, "SELECT 1 FROM incidents WHERE state = 'open' AND kind = 'site_down'"), 20)
         store.set_faults([])
-        await wait_for("everything resolved and delivered", lambda: query(
-            tmp_path, "SELECT 1 FROM incidents") and not query(
-            tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved' UNION ALL "
-                      "SELECT 1 FROM outbox WHERE state != 'delivered'"), 30)
+        try:
+            await wait_for("everything resolved and delivered", lambda: query(
+                tmp_path, "SELECT 1 FROM incidents") and not query(
+                tmp_path, "SELECT 1 FROM incidents WHERE state != 'resolved' UNION ALL "
+                          "SELECT 1 FROM outbox WHERE state != 'delivered'"), 30)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{unsettled(tmp_path)}") from None
         await final.kill(signal.SIGTERM)
     assert kills == KILLS
     assert query(tmp_path, "PRAGMA integrity_check")[0][0] == "ok"

@@ -4,6 +4,7 @@ two agents' outboxes delivering one queue exactly once."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -135,6 +136,49 @@ def test_a_restarted_agent_takes_back_its_dead_predecessors_claims(
     assert b.release_claims("a1", "a1/200") == 1  # a1 is back as process 200
     assert [e.id for e in b.due(NOW)] == [first.id]
     assert b.claimant(second.id) == "a10/7"
+
+
+class BusyAtFirst(Store):
+    """The real store whose first ``release_claims`` finds the database locked (another
+    connection of the starting agent writing at that moment)."""
+
+    busy = 1
+
+    def release_claims(self, agent: str, keep: str) -> int:
+        if self.busy:
+            self.busy -= 1
+            raise sqlite3.OperationalError("database is locked")
+        return super().release_claims(agent, keep)
+
+
+async def test_a_restart_takes_back_the_claims_even_if_the_store_is_busy_at_first(
+        tmp_path: Path) -> None:
+    """A restarted agent whose first try to take back its dead predecessor's claims failed
+    tries again: the action goes out within a poll, not after the 90-s lease."""
+    store = BusyAtFirst(db_path(tmp_path))
+    ctx = SinkBuildContext("local", lambda: None, tmp_path, "test")  # type: ignore[arg-type,return-value]
+    sink = build(SqliteSinkConfig(type="sqlite"), ctx)
+    try:
+        incident(store, "open")
+        (entry,) = store.due(NOW)
+        now = datetime.now(UTC)
+        assert store.claim(entry.id, "a1/100", now, timedelta(seconds=claim_lease(60.0)))
+        box = Outbox(store, {"local": sink}, lambda _site: SiteInfo(), claimer="a1/200")
+        stop = asyncio.Event()
+        running = asyncio.create_task(box.run(stop, poll=0.05))
+        try:
+            for _ in range(100):
+                if not store.outbox(OutboxState.PENDING):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await running
+        assert store.busy == 0
+        assert store.outbox(OutboxState.PENDING) == []
+    finally:
+        sink.close()
+        store.close()
 
 
 def test_an_agent_renews_its_own_claim(stores: tuple[Store, Store]) -> None:

@@ -5,6 +5,7 @@ retried; a resolve during a re-send is repeated after it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from agent.sinks.base import EventKind, IncidentView, PeriodicResend, TicketEven
 from agent.sinks.outbox import Outbox
 from agent.sinks.render import SiteInfo
 from agent.sinks.resend import Resender
-from agent.state.store import Store, db_path
+from agent.state.store import IncidentRecord, Store, TicketRecord, db_path
+from agent.state.thread import StoreThread
 from classifier import Phase
 from tests.agent.test_outbox import NOW, drain, open_incident
 
@@ -124,3 +126,44 @@ async def test_a_resolve_during_a_resend_is_sent_again_after_it(store: Store) ->
     alerts.on_update.append(store)
     assert await Resender(lambda: box, Clock()).resend_due() == 1
     assert alerts.calls == ["open", "update:reminder", "resolve"]
+
+
+class ThreadNotingStore(Store):
+    """The real store, noting which thread each read of the resender runs on."""
+
+    threads: set[str]
+
+    def active_incidents(self, site: str | None = None) -> list[IncidentRecord]:
+        self.threads.add(threading.current_thread().name)
+        return super().active_incidents(site)
+
+    def ticket(self, incident_id: int, sink: str) -> TicketRecord | None:
+        self.threads.add(threading.current_thread().name)
+        return super().ticket(incident_id, sink)
+
+    def incident(self, incident_id: int) -> IncidentRecord | None:
+        self.threads.add(threading.current_thread().name)
+        return super().incident(incident_id)
+
+
+async def test_the_resender_reads_the_store_in_the_store_thread(tmp_path: Path) -> None:
+    """The daemon's store connection belongs to its store thread: a read from the event loop
+    at the same moment as the outbox's write transaction made that write fail at once with
+    "database is locked" (seen as a crashed agent's claims not taken back at restart)."""
+    store = ThreadNotingStore(db_path(tmp_path))
+    store.threads = set()
+    db = StoreThread()
+    try:
+        alerts = Alerting("am")
+        box = Outbox(store, {"am": alerts}, lambda site: SiteInfo(), db=db)
+        incident = open_incident(store)
+        with store.transaction():
+            store.enqueue(incident, "am", "open", NOW)
+        await drain(box)
+        store.threads.clear()
+        assert await Resender(lambda: box, Clock()).resend_due() == 1
+        assert store.threads and all(t.startswith("storewatch-store") for t in store.threads), \
+            store.threads
+    finally:
+        db.close()
+        store.close()
