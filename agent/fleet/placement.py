@@ -7,7 +7,9 @@ each other:
 * **Heartbeats.** Every agent writes a heartbeat (table ``agents``) every ``HEARTBEAT_SECONDS``
   and reads back everybody's: ``storewatch_fleet_agent_up{agent,location}`` is 1 for an agent
   heard from within ``ALIVE_HEARTBEATS`` heartbeats, 0 for one silent longer (rows silent for
-  a day are deleted).
+  a day are deleted). A heartbeat that finds another process's token in its row after this
+  process's first one means a live twin with the same name: logged as an error and shown in
+  ``storewatch_fleet_name_conflict``.
 * **placement: every** (the default): each agent runs the check, one observation per location.
 * **placement: one**: before each run the agent takes or renews the check's lease (table
   ``leases``) with a compare-and-set (``Store.claim_lease``): it wins when nobody holds the
@@ -35,7 +37,8 @@ Every store call runs in this module's own thread (``StoreThread``) on its own c
 locked or slow store never blocks the event loop, and incident writes never delay a claim.
 Lease times come from the agents' clocks, which must agree (NTP); the grace absorbs a few
 seconds of skew. Agent names must be unique in a fleet (a lease is bound to one process by a
-random token, so two agents with one name never share a lease, but their heartbeats mix).
+random token, so two agents with one name never share a lease, but their heartbeats mix and
+each one's restart takes back the other's outbox claims).
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class FleetPlacement:
         self._failing: str | None = None
         self._reachable = True
         self._beats = 0
+        self.name_conflict = False
+        """Whether another live process writes heartbeats under this agent's name."""
         self._task: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -290,8 +295,10 @@ class FleetPlacement:
 
     def _beat(self, now: float) -> tuple[FleetAgent, ...]:
         store = self._open()
-        store.heartbeat(self.name, self.location, self.token, __version__,
-                        _dt(self.started_at), _dt(now))
+        replaced = store.heartbeat(self.name, self.location, self.token, __version__,
+                                   _dt(self.started_at), _dt(now))
+        # after this process's first heartbeat, only a live twin can have written the row
+        self._name_conflict(self._beats > 0 and replaced not in (None, self.token))
         self._beats += 1
         if self._beats % 100 == 1:
             store.forget_agents(_dt(now - FORGET_SECONDS))
@@ -303,6 +310,17 @@ class FleetPlacement:
 
     def _release(self) -> int:
         return self._open().release_leases(self.token)
+
+    def _name_conflict(self, conflict: bool) -> None:
+        if conflict and not self.name_conflict:
+            log.error("another storewatch process also runs as agent %r (agent.name; the "
+                      "default is the host name): give each agent its own name; with one name "
+                      "they share a heartbeat and each one's restart takes back the other's "
+                      "ticket claims", self.name)
+        elif self.name_conflict and not conflict:
+            log.warning("agent %r: no other process writes heartbeats under this name any more",
+                        self.name)
+        self.name_conflict = conflict
 
     # -- reachability --------------------------------------------------------------------------
 
@@ -351,4 +369,7 @@ class _FleetCollector(Collector):
         reachable = GaugeMetricFamily(c.FLEET_STORE_REACHABLE.name, c.FLEET_STORE_REACHABLE.help,
                                       labels=list(c.FLEET_STORE_REACHABLE.labels))
         reachable.add_metric([p.name], 1.0 if p.reachable else 0.0)
-        yield from (up, age, held, reachable)
+        conflict = GaugeMetricFamily(c.FLEET_NAME_CONFLICT.name, c.FLEET_NAME_CONFLICT.help,
+                                     labels=list(c.FLEET_NAME_CONFLICT.labels))
+        conflict.add_metric([p.name], 1.0 if p.name_conflict else 0.0)
+        yield from (up, age, held, reachable, conflict)

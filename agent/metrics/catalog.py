@@ -160,10 +160,14 @@ FLEET_UNCLAIMED_RUNS = MetricDef("storewatch_fleet_unclaimed_runs_total", "count
 FLEET_STORE_REACHABLE = MetricDef("storewatch_fleet_store_reachable", "gauge",
                                   "1 while this agent's heartbeats and lease claims reach the "
                                   "shared store, 0 while they fail.", ("agent",))
+FLEET_NAME_CONFLICT = MetricDef("storewatch_fleet_name_conflict", "gauge",
+                                "1 while another live process writes heartbeats under this "
+                                "agent's name (agent.name, default the host name): give each "
+                                "agent its own name.", ("agent",))
 
 FLEET_METRICS: tuple[MetricDef, ...] = (
     FLEET_AGENT_UP, FLEET_AGENT_HEARTBEAT_AGE, FLEET_CHECK_RUNS, FLEET_LEASES_HELD,
-    FLEET_LEASE_LOSSES, FLEET_UNCLAIMED_RUNS, FLEET_STORE_REACHABLE,
+    FLEET_LEASE_LOSSES, FLEET_UNCLAIMED_RUNS, FLEET_STORE_REACHABLE, FLEET_NAME_CONFLICT,
 )
 
 ALL: tuple[MetricDef, ...] = (

@@ -801,9 +801,12 @@ class Store:
     # -- fleet: agents and leases (agent/fleet/placement.py) -----------------------------------
 
     def heartbeat(self, name: str, location: str | None, token: str, version: str,
-                  started_at: datetime, now: datetime) -> None:
-        """Record that agent ``name`` (process ``token``) is alive at ``now``."""
+                  started_at: datetime, now: datetime) -> str | None:
+        """Record that agent ``name`` (process ``token``) is alive at ``now``; returns the
+        token of the process whose heartbeat this one replaces (None: there was none)."""
         with self.transaction():
+            row = self.conn.execute("SELECT token FROM agents WHERE name = ?",
+                                    (name,)).fetchone()
             self.conn.execute(
                 "INSERT INTO agents (name, location, token, version, started_at, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
@@ -811,6 +814,7 @@ class Store:
                 "version = excluded.version, started_at = excluded.started_at, "
                 "heartbeat_at = excluded.heartbeat_at",
                 (name, location, token, version, ts(started_at), ts(now)))
+        return row["token"] if row is not None else None
 
     def fleet_agents(self, seen_since: datetime) -> list[FleetAgent]:
         """Agents that sent a heartbeat since ``seen_since``, by name."""

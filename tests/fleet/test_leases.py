@@ -21,7 +21,7 @@ from agent.fleet.placement import (
     lease_seconds,
 )
 from agent.state.store import Store, db_path
-from tests.fleet.conftest import SharedState
+from tests.fleet.conftest import BACKENDS, SharedState
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -268,6 +268,37 @@ async def test_heartbeats_show_who_is_alive(make: Make) -> None:
     clock.now += ALIVE_HEARTBEATS * b.heartbeat_s + 1  # a1 falls silent; b1 goes on
     assert await b.beat()
     assert up(b) == {"a1": 0.0, "b1": 1.0}
+
+
+@pytest.mark.parametrize("state", BACKENDS, indirect=True)
+async def test_two_live_processes_with_one_name_say_so(make: Make,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    a, twin = make("a1", clock), make("a1", clock)
+    assert await a.beat() and await twin.beat()  # twin's first heartbeat: could be a restart
+    assert not twin.name_conflict and value(twin, "storewatch_fleet_name_conflict") == 0
+    assert await a.beat() and await twin.beat()  # after its own first one: only a twin writes
+    assert a.name_conflict and twin.name_conflict
+    assert value(a, "storewatch_fleet_name_conflict") == 1
+    assert await a.beat() and await twin.beat()
+    said = [r for r in caplog.records if "also runs as agent 'a1'" in r.getMessage()]
+    assert len(said) == 2 and all(r.levelname == "ERROR" for r in said)  # once per process
+    await twin.stop()
+    assert await a.beat() and a.name_conflict  # the row still held the twin's last heartbeat
+    assert await a.beat() and not a.name_conflict  # a wrote the row last: the twin is gone
+    assert value(a, "storewatch_fleet_name_conflict") == 0
+
+
+async def test_a_restarted_agent_is_not_its_own_twin(make: Make) -> None:
+    clock = Clock()
+    before = make("a1", clock)
+    assert await before.beat() and await before.beat()
+    await before.stop()  # or killed: its heartbeat row stays behind
+    after = make("a1", clock)
+    for _ in range(3):
+        assert await after.beat()
+        assert not after.name_conflict
+    assert value(after, "storewatch_fleet_name_conflict") == 0
 
 
 def test_store_schema_has_the_fleet_tables(state: SharedState) -> None:
