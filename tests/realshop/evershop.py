@@ -243,6 +243,13 @@ class EverShop:
         tmp.write_text(json.dumps(faults))
         tmp.replace(self.fault_file)
 
+    def refusals(self) -> list[dict[str, Any]]:
+        """Requests the ``max_in_flight`` fault refused, each with the requests in flight then."""
+        log = self.fault_file.with_name(self.fault_file.name + ".refused")
+        if not log.exists():
+            return []
+        return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
     def clear_faults(self) -> None:
         """No faults: the shop answers as built."""
         self.set_faults()

@@ -11,6 +11,7 @@
 //    corrupt_listing: "/path"  that page: product cards renamed to a raw template attribute,
 //                              template error text and a 404 stylesheet link injected
 //    max_in_flight: number     more concurrent requests than this answer 500 "database is locked"
+//                              (each refusal is logged with what was in flight: faults.json.refused)
 //    Browser-only faults (the HTML stays 200; only a browser sees them):
 //    js_bundle: true           the shop's own frontStore bundles are cut short (syntax error)
 //    js_error: true            a script in every page makes add-to-cart throw (TypeError)
@@ -171,6 +172,7 @@ function injectJsFaults(req, res, f, port) {
   });
 }
 
+const running = new Set();  // the requests counted in inFlight
 const originalEmit = http.Server.prototype.emit;
 http.Server.prototype.emit = function emit(event, req, res) {
   if (event !== 'request' || !faultFile) {
@@ -181,11 +183,21 @@ http.Server.prototype.emit = function emit(event, req, res) {
   const url = req.url || '/';
   const isAsset = url.startsWith('/assets/') || url.startsWith('/images/') || url === '/favicon.ico';
   inFlight += 1;
+  const mine = { url, method: req.method, port: req.socket.remotePort, at: Date.now() };
+  running.add(mine);
   let released = false;
-  const release = () => { if (!released) { released = true; inFlight -= 1; } };
-  res.on('finish', release);
+  const release = () => { if (!released) { released = true; inFlight -= 1; running.delete(mine); } };
+  // A request holds its slot until the shop has produced its answer (like a PHP-FPM worker,
+  // free once it has written the response), not until Node's 'finish': that comes after the
+  // socket write completes, sometimes after the client has read the whole answer and sent its
+  // next request, which then counted as one too many.
+  const end = res.end;
+  res.end = function endAndRelease() { release(); return end.apply(this, arguments); };
   res.on('close', release);
   if (!isAsset && f.max_in_flight && inFlight > f.max_in_flight) {
+    // what was in flight, for a test that did not expect the refusal (faults.json.refused)
+    fs.appendFileSync(faultFile + '.refused', JSON.stringify(
+      { at: Date.now(), refused: mine, inFlight: [...running].filter((r) => r !== mine) }) + '\n');
     fail(res, 500, 'SQLSTATE[HY000]: General error: 5 database is locked');
     return true;
   }

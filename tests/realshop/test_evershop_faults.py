@@ -103,11 +103,12 @@ def test_healthy_shop_gives_no_findings(evershop_shop: EverShop, tmp_path: Path)
 def test_fault_gives_its_kind_and_level_only(evershop_shop: EverShop, tmp_path: Path,
                                              fault: Fault) -> None:
     check_shop(evershop_shop, tmp_path / "state")  # a healthy run first (baselines, learning)
+    refused_before = len(evershop_shop.refusals())
     fault.inject(evershop_shop)
     found = check_shop(evershop_shop, tmp_path / "state")
     if fault.expected is None:
         _row(fault.name, "no findings", found)
-        assert found == []
+        assert found == [], (found, evershop_shop.refusals()[refused_before:])
         return
     kind, level = fault.expected
     _row(fault.name, f"{kind} L{level}", found)
