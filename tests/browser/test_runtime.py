@@ -4,6 +4,7 @@ crash and hang recovery, zombie reaping, and a fresh context (no state) per jour
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -28,16 +29,24 @@ def chromium_pids(runtime: BrowserRuntime) -> list[int]:
 
 
 def browser_main_pid(runtime: BrowserRuntime) -> int:
-    """The Chromium process the driver started (the others are its children)."""
-    tree = set(chromium_pids(runtime))
-    mains = [p for p in tree if psutil.Process(p).ppid() not in tree]
+    """The Chromium process the driver started (the others are its children; a renderer of
+    the last journey may exit while the tree is read: it is left out)."""
+    parents: dict[int, int] = {}
+    for pid in chromium_pids(runtime):
+        with contextlib.suppress(psutil.Error):
+            parents[pid] = psutil.Process(pid).ppid()
+    mains = [p for p, parent in parents.items() if parent not in parents]
     assert len(mains) == 1, mains
     return mains[0]
 
 
 def zombie_children() -> list[int]:
-    return [p.pid for p in psutil.Process().children()
-            if p.status() == psutil.STATUS_ZOMBIE]
+    zombies = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):  # exited and reaped meanwhile
+            if child.status() == psutil.STATUS_ZOMBIE:
+                zombies.append(child.pid)
+    return zombies
 
 
 async def visit(runtime: BrowserRuntime, url: str) -> str:
