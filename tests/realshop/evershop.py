@@ -81,7 +81,8 @@ FAULTS = {
     "corrupt_listing": "this path (e.g. '/accessories'): product cards lose their class (a raw "
                        "template attribute), template error text and a 404 stylesheet link "
                        "are injected",
-    "max_in_flight": "more concurrent requests than this answer 500 'database is locked'",
+    "max_in_flight": "more concurrent page/API requests than this answer 500 'database is "
+                     "locked' (static assets are not counted)",
     "js_bundle": "browser-only: the shop's own frontStore bundles are cut short",
     "js_error": "browser-only: a script in every page makes add-to-cart throw",
     "skimmer_dynamic": "browser-only: cart/checkout pages inject a script from "

@@ -10,7 +10,8 @@
 //    search_broken: true       /search runs with a keyword no product matches
 //    corrupt_listing: "/path"  that page: product cards renamed to a raw template attribute,
 //                              template error text and a 404 stylesheet link injected
-//    max_in_flight: number     more concurrent requests than this answer 500 "database is locked"
+//    max_in_flight: number     more concurrent page/API requests than this answer 500 "database is locked"
+//                              (static assets are not counted: they need no database)
 //                              (each refusal is logged with what was in flight: faults.json.refused)
 //    Browser-only faults (the HTML stays 200; only a browser sees them):
 //    js_bundle: true           the shop's own frontStore bundles are cut short (syntax error)
@@ -182,18 +183,23 @@ http.Server.prototype.emit = function emit(event, req, res) {
   const f = faults();
   const url = req.url || '/';
   const isAsset = url.startsWith('/assets/') || url.startsWith('/images/') || url === '/favicon.ico';
-  inFlight += 1;
+  // Only the shop's own pages and API hold one of its few database slots: static files are
+  // served without the database (by nginx in front of a PHP shop). An asset download the
+  // client stops early (storewatch reads 64 KB of a bundle) stays "in flight" here until Node
+  // notices the closed socket, and counting it refused the client's next page now and then.
   const mine = { url, method: req.method, port: req.socket.remotePort, at: Date.now() };
-  running.add(mine);
-  let released = false;
-  const release = () => { if (!released) { released = true; inFlight -= 1; running.delete(mine); } };
-  // A request holds its slot until the shop has produced its answer (like a PHP-FPM worker,
-  // free once it has written the response), not until Node's 'finish': that comes after the
-  // socket write completes, sometimes after the client has read the whole answer and sent its
-  // next request, which then counted as one too many.
-  const end = res.end;
-  res.end = function endAndRelease() { release(); return end.apply(this, arguments); };
-  res.on('close', release);
+  if (!isAsset) {
+    inFlight += 1;
+    running.add(mine);
+    let released = false;
+    const release = () => { if (!released) { released = true; inFlight -= 1; running.delete(mine); } };
+    // A request holds its slot until the shop has produced its answer (like a PHP-FPM worker,
+    // free once it has written the response), not until Node's 'finish', which can come after
+    // the client has read the whole answer and sent its next request.
+    const end = res.end;
+    res.end = function endAndRelease() { release(); return end.apply(this, arguments); };
+    res.on('close', release);
+  }
   if (!isAsset && f.max_in_flight && inFlight > f.max_in_flight) {
     // what was in flight, for a test that did not expect the refusal (faults.json.refused)
     fs.appendFileSync(faultFile + '.refused', JSON.stringify(
