@@ -85,8 +85,6 @@ function faults() {
   }
 }
 
-let inFlight = 0;
-
 function fail(res, status, text) {
   res.writeHead(status, { 'Content-Type': 'text/html; charset=utf-8', 'Connection': 'close' });
   res.end(`<!DOCTYPE html><html><head><title>Error</title></head><body><h1>${text}</h1></body></html>`);
@@ -173,7 +171,7 @@ function injectJsFaults(req, res, f, port) {
   });
 }
 
-const running = new Set();  // the requests counted in inFlight
+const inFlight = new Set();  // the page/API requests the shop is answering
 const originalEmit = http.Server.prototype.emit;
 http.Server.prototype.emit = function emit(event, req, res) {
   if (event !== 'request' || !faultFile) {
@@ -187,25 +185,23 @@ http.Server.prototype.emit = function emit(event, req, res) {
   // served without the database (by nginx in front of a PHP shop). An asset download the
   // client stops early (storewatch reads 64 KB of a bundle) stays "in flight" here until Node
   // notices the closed socket, and counting it refused the client's next page now and then.
-  const mine = { url, method: req.method, port: req.socket.remotePort, at: Date.now() };
   if (!isAsset) {
-    inFlight += 1;
-    running.add(mine);
-    let released = false;
-    const release = () => { if (!released) { released = true; inFlight -= 1; running.delete(mine); } };
+    const mine = { url, method: req.method, port: req.socket.remotePort, at: Date.now() };
+    if (f.max_in_flight && inFlight.size >= f.max_in_flight) {
+      // what was in flight, for a test that did not expect the refusal (faults.json.refused)
+      fs.appendFileSync(faultFile + '.refused', JSON.stringify(
+        { at: Date.now(), refused: mine, inFlight: [...inFlight] }) + '\n');
+      fail(res, 500, 'SQLSTATE[HY000]: General error: 5 database is locked');
+      return true;
+    }
+    inFlight.add(mine);
     // A request holds its slot until the shop has produced its answer (like a PHP-FPM worker,
     // free once it has written the response), not until Node's 'finish', which can come after
     // the client has read the whole answer and sent its next request.
+    const release = () => inFlight.delete(mine);
     const end = res.end;
     res.end = function endAndRelease() { release(); return end.apply(this, arguments); };
     res.on('close', release);
-  }
-  if (!isAsset && f.max_in_flight && inFlight > f.max_in_flight) {
-    // what was in flight, for a test that did not expect the refusal (faults.json.refused)
-    fs.appendFileSync(faultFile + '.refused', JSON.stringify(
-      { at: Date.now(), refused: mine, inFlight: [...running].filter((r) => r !== mine) }) + '\n');
-    fail(res, 500, 'SQLSTATE[HY000]: General error: 5 database is locked');
-    return true;
   }
   if (url.startsWith('/__storewatch_test/collect.js')) {
     res.writeHead(200, { 'Content-Type': 'text/javascript' });
